@@ -1,0 +1,248 @@
+//! Starting and stopping services on a bus, programmatically: [`App`] and [`RunningApp`].
+//!
+//! [`Runner`](crate::runner::Runner) wraps this with configuration, logging and signals; tests and
+//! embedders use it directly.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::bus::{Connectors, DrainReport, SharedBus};
+use crate::client::Client;
+use crate::error::{Error, ErrorKind, Result};
+use crate::identity::Identity;
+use crate::router::{RouteSummary, Router};
+use crate::service::Service;
+
+/// A service with its type erased, so several kinds of services run in one process.
+#[async_trait]
+trait ServiceEntry: Send + Sync {
+    fn name(&self) -> &str;
+    async fn start(&self, bus: &SharedBus) -> Result<StartedService>;
+}
+
+struct Entry<S>(Arc<S>);
+
+#[async_trait]
+impl<S: Service> ServiceEntry for Entry<S> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    async fn start(&self, bus: &SharedBus) -> Result<StartedService> {
+        let service = &self.0;
+        let name = service.name().to_owned();
+        let identity = Identity::new(name.clone()).with_version(service.version());
+        let client = Client::with_identity(Arc::clone(bus), identity);
+        service.starting(&client).await.map_err(|e| {
+            Error::new(ErrorKind::Lifecycle, format!("service '{name}': starting hook failed"))
+                .with_source(e)
+        })?;
+        let mut router = Router::new();
+        service.routes(&mut router);
+        let mut routes = Vec::new();
+        for (subscription, summary) in router.into_subscriptions(service, &client)? {
+            bus.subscribe(subscription).await?;
+            routes.push(summary);
+        }
+        service.started(&client).await.map_err(|e| {
+            Error::new(ErrorKind::Lifecycle, format!("service '{name}': started hook failed"))
+                .with_source(e)
+        })?;
+        let hooks: Arc<dyn StopHooks> = Arc::new(Hooks(Arc::clone(service), client.clone()));
+        Ok(StartedService {
+            name,
+            client,
+            routes,
+            hooks,
+        })
+    }
+}
+
+#[async_trait]
+trait StopHooks: Send + Sync {
+    async fn stopping(&self);
+    async fn stopped(&self);
+}
+
+struct Hooks<S>(Arc<S>, Client);
+
+#[async_trait]
+impl<S: Service> StopHooks for Hooks<S> {
+    async fn stopping(&self) {
+        if let Err(e) = self.0.stopping(&self.1).await {
+            tracing::error!(service = self.0.name(), error = %e, "stopping hook failed");
+        }
+    }
+    async fn stopped(&self) {
+        if let Err(e) = self.0.stopped().await {
+            tracing::error!(service = self.0.name(), error = %e, "stopped hook failed");
+        }
+    }
+}
+
+struct StartedService {
+    name: String,
+    client: Client,
+    routes: Vec<RouteSummary>,
+    hooks: Arc<dyn StopHooks>,
+}
+
+/// Services to start on one bus.
+pub struct App {
+    services: Vec<Box<dyn ServiceEntry>>,
+    bus: Option<SharedBus>,
+    bus_url: String,
+    connectors: Connectors,
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.services.iter().map(|s| s.name()).collect();
+        f.debug_struct("App")
+            .field("services", &names)
+            .field("bus_url", &self.bus_url)
+            .finish()
+    }
+}
+
+impl Default for App {
+    fn default() -> Self {
+        Self {
+            services: Vec::new(),
+            bus: None,
+            bus_url: "memory://".to_owned(),
+            connectors: Connectors::default(),
+        }
+    }
+}
+
+impl App {
+    /// No services, the `memory://` bus.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a service.
+    pub fn service<S: Service>(mut self, service: S) -> Self {
+        self.services.push(Box::new(Entry(Arc::new(service))));
+        self
+    }
+
+    /// Adds a service that the caller keeps a handle to.
+    pub fn shared_service<S: Service>(mut self, service: Arc<S>) -> Self {
+        self.services.push(Box::new(Entry(service)));
+        self
+    }
+
+    /// Uses an already-connected bus (shared with other apps, e.g. in tests).
+    pub fn bus(mut self, bus: SharedBus) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Connects to the bus at `url` on start.
+    pub fn bus_url(mut self, url: impl Into<String>) -> Self {
+        self.bus_url = url.into();
+        self
+    }
+
+    /// The transports available for [`App::bus_url`].
+    pub fn connectors(mut self, connectors: Connectors) -> Self {
+        self.connectors = connectors;
+        self
+    }
+
+    /// Connects the bus and starts every service (hooks, then routes) in order. On failure,
+    /// whatever started is shut down again and the error names the service and route at fault.
+    pub async fn start(self) -> Result<RunningApp> {
+        if self.services.is_empty() {
+            return Err(Error::config("no services to run; add one with .service(..)"));
+        }
+        let mut names: Vec<&str> = self.services.iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::config(format!(
+                "two services are named '{}'; service names must be unique in a process",
+                w[0]
+            )));
+        }
+        let bus = match self.bus {
+            Some(bus) => bus,
+            None => self.connectors.connect(&self.bus_url).await?,
+        };
+        let mut started = Vec::with_capacity(self.services.len());
+        for entry in &self.services {
+            match entry.start(&bus).await {
+                Ok(s) => started.push(s),
+                Err(e) => {
+                    let _ = bus.shutdown(Instant::now() + Duration::from_secs(5)).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(RunningApp {
+            client: Client::new(Arc::clone(&bus)),
+            bus,
+            services: started,
+        })
+    }
+}
+
+/// Services running on a bus.
+pub struct RunningApp {
+    bus: SharedBus,
+    client: Client,
+    services: Vec<StartedService>,
+}
+
+impl fmt::Debug for RunningApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
+        f.debug_struct("RunningApp")
+            .field("bus", &self.bus.url())
+            .field("services", &names)
+            .finish()
+    }
+}
+
+impl RunningApp {
+    /// A client on the same bus (producing as `kumi-client`).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The client a named service publishes with.
+    pub fn service_client(&self, name: &str) -> Option<Client> {
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.client.clone())
+    }
+
+    /// The bus.
+    pub fn bus(&self) -> &SharedBus {
+        &self.bus
+    }
+
+    /// Every running route, service by service.
+    pub fn routes(&self) -> impl Iterator<Item = &RouteSummary> {
+        self.services.iter().flat_map(|s| s.routes.iter())
+    }
+
+    /// Graceful stop: `stopping` hooks, then the bus drains in-flight work until `drain` has
+    /// passed, then `stopped` hooks.
+    pub async fn shutdown(self, drain: Duration) -> Result<DrainReport> {
+        let deadline = Instant::now() + drain;
+        for s in &self.services {
+            s.hooks.stopping().await;
+        }
+        let report = self.bus.shutdown(deadline).await;
+        for s in &self.services {
+            s.hooks.stopped().await;
+        }
+        report
+    }
+}

@@ -1,0 +1,143 @@
+//! Choosing a bus by URL: each transport registers a connector for its URL schemes.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use super::memory::MemoryBus;
+use super::SharedBus;
+use crate::error::{Error, Result};
+use crate::handler::BoxFuture;
+
+/// Opens a bus for a URL of the scheme it was registered for.
+pub type BusConnector = Arc<dyn Fn(String) -> BoxFuture<Result<SharedBus>> + Send + Sync>;
+
+/// Schemes kumi knows and the Cargo feature that provides each.
+const KNOWN: &[(&str, &str)] = &[
+    ("nats", "nats"),
+    ("tls", "nats"),
+    ("amqp", "amqp"),
+    ("amqps", "amqp"),
+    ("sns+sqs", "sns-sqs"),
+];
+
+/// The bus connectors available in this build, by URL scheme. `memory` is always there.
+#[derive(Clone)]
+pub struct Connectors {
+    by_scheme: HashMap<String, BusConnector>,
+}
+
+impl Default for Connectors {
+    fn default() -> Self {
+        let mut c = Self {
+            by_scheme: HashMap::new(),
+        };
+        c.register(
+            "memory",
+            Arc::new(|url: String| -> BoxFuture<Result<SharedBus>> {
+                Box::pin(async move { Ok(Arc::new(MemoryBus::from_url(&url)?) as SharedBus) })
+            }),
+        );
+        c
+    }
+}
+
+impl fmt::Debug for Connectors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut schemes: Vec<&String> = self.by_scheme.keys().collect();
+        schemes.sort();
+        f.debug_struct("Connectors")
+            .field("schemes", &schemes)
+            .finish()
+    }
+}
+
+impl Connectors {
+    /// Registers (or replaces) the connector for `scheme`.
+    pub fn register(&mut self, scheme: &str, connector: BusConnector) {
+        self.by_scheme.insert(scheme.to_ascii_lowercase(), connector);
+    }
+
+    /// Opens the bus `url` names. Errors name the URL (credentials removed) and, for a known
+    /// scheme not compiled in, the Cargo feature to enable.
+    pub async fn connect(&self, url: &str) -> Result<SharedBus> {
+        let scheme = scheme_of(url)?;
+        match self.by_scheme.get(&scheme) {
+            Some(connector) => connector(url.to_owned()).await,
+            None => {
+                let shown = redact(url);
+                Err(match KNOWN.iter().find(|(s, _)| *s == scheme) {
+                    Some((_, feature)) => Error::config(format!(
+                        "bus URL '{shown}' needs the `{feature}` feature of kumi, which this build does not enable"
+                    )),
+                    None => {
+                        let mut known: Vec<&str> =
+                            self.by_scheme.keys().map(String::as_str).collect();
+                        known.sort_unstable();
+                        Error::config(format!(
+                            "bus URL '{shown}' has unknown scheme '{scheme}' (available: {})",
+                            known.join(", ")
+                        ))
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// The scheme of a bus URL, lowercased. Errors name the URL.
+pub(crate) fn scheme_of(url: &str) -> Result<String> {
+    match url.split_once("://") {
+        Some((scheme, _)) if !scheme.is_empty() => Ok(scheme.to_ascii_lowercase()),
+        _ => Err(Error::config(format!(
+            "bus URL '{}' is not a URL; expected e.g. memory://, nats://127.0.0.1:4222 or amqp://guest:guest@127.0.0.1:5672/%2f",
+            redact(url)
+        ))),
+    }
+}
+
+/// `url` with any password (and token-like userinfo) replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_owned(),
+            };
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_credentials() {
+        assert_eq!(
+            redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact("nats://token@h:4222"), "nats://***@h:4222");
+        assert_eq!(redact("memory://"), "memory://");
+    }
+
+    #[tokio::test]
+    async fn unknown_and_missing_schemes_are_clear_errors() {
+        let c = Connectors::default();
+        let e = c.connect("foo://x").await.err().unwrap();
+        assert!(e.to_string().contains("unknown scheme 'foo'"), "{e}");
+        let e = c.connect("sns+sqs://?region=x").await.err().unwrap();
+        assert!(e.to_string().contains("`sns-sqs` feature"), "{e}");
+        let e = c.connect("localhost:4222").await.err().unwrap();
+        assert!(e.to_string().contains("is not a URL"), "{e}");
+        assert!(c.connect("memory://").await.is_ok());
+    }
+}

@@ -1,0 +1,112 @@
+//! Topic names and patterns, `.`-separated tokens as on NATS and AMQP.
+//!
+//! Wildcards in subscription patterns: `*` matches exactly one token; `>` (NATS) matches one or more
+//! trailing tokens; `#` (AMQP) matches zero or more tokens, anywhere.
+
+use crate::error::{Error, Result};
+
+/// Checks a concrete topic (what is published to): non-empty tokens, no wildcards, no whitespace.
+pub fn validate_topic(topic: &str) -> Result<()> {
+    check(topic, false)
+}
+
+/// Checks a subscription pattern: like a topic, but `*`, `>` (last token only) and `#` are allowed.
+pub fn validate_pattern(pattern: &str) -> Result<()> {
+    check(pattern, true)
+}
+
+fn check(s: &str, wildcards: bool) -> Result<()> {
+    let what = if wildcards { "topic pattern" } else { "topic" };
+    if s.is_empty() {
+        return Err(Error::config(format!("{what} must not be empty")));
+    }
+    let tokens: Vec<&str> = s.split('.').collect();
+    for (i, token) in tokens.iter().enumerate() {
+        if token.is_empty() {
+            return Err(Error::config(format!(
+                "{what} '{s}' has an empty token (leading, trailing or double '.')"
+            )));
+        }
+        if token.chars().any(char::is_whitespace) {
+            return Err(Error::config(format!("{what} '{s}' contains whitespace")));
+        }
+        let is_wild = matches!(*token, "*" | ">" | "#");
+        if is_wild && !wildcards {
+            return Err(Error::config(format!(
+                "topic '{s}' contains the wildcard '{token}'; publish to a concrete topic"
+            )));
+        }
+        if *token == ">" && i != tokens.len() - 1 {
+            return Err(Error::config(format!(
+                "{what} '{s}': '>' is only allowed as the last token"
+            )));
+        }
+        if !is_wild && (token.contains('*') || token.contains('>') || token.contains('#')) {
+            return Err(Error::config(format!(
+                "{what} '{s}': wildcards must be whole tokens, found '{token}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// True when `topic` matches `pattern`.
+pub(crate) fn matches(pattern: &str, topic: &str) -> bool {
+    if pattern == topic {
+        return true;
+    }
+    let p: Vec<&str> = pattern.split('.').collect();
+    let t: Vec<&str> = topic.split('.').collect();
+    match_tokens(&p, &t)
+}
+
+fn match_tokens(p: &[&str], t: &[&str]) -> bool {
+    match (p.first(), t.first()) {
+        (None, None) => true,
+        (Some(&"#"), _) => {
+            // zero tokens, or consume one and keep '#'
+            match_tokens(&p[1..], t) || (!t.is_empty() && match_tokens(p, &t[1..]))
+        }
+        (Some(&">"), Some(_)) => true,
+        (Some(&"*"), Some(_)) => match_tokens(&p[1..], &t[1..]),
+        (Some(a), Some(b)) if a == b => match_tokens(&p[1..], &t[1..]),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_matching() {
+        assert!(matches("a.b", "a.b"));
+        assert!(!matches("a.b", "a.c"));
+        assert!(matches("a.*", "a.b"));
+        assert!(!matches("a.*", "a.b.c"));
+        assert!(!matches("a.*", "a"));
+        assert!(matches("a.>", "a.b.c"));
+        assert!(!matches("a.>", "a"));
+        assert!(matches("a.#", "a"));
+        assert!(matches("a.#", "a.b.c"));
+        assert!(matches("#.c", "a.b.c"));
+        assert!(matches("a.#.d", "a.b.c.d"));
+        assert!(!matches("a.#.d", "a.b.c"));
+        assert!(matches("*.b.>", "x.b.y"));
+    }
+
+    #[test]
+    fn validation_names_the_fault() {
+        assert!(validate_topic("orders.created").is_ok());
+        let e = validate_topic("orders.*").unwrap_err();
+        assert!(e.to_string().contains("wildcard '*'"), "{e}");
+        let e = validate_pattern("a..b").unwrap_err();
+        assert!(e.to_string().contains("empty token"), "{e}");
+        let e = validate_pattern("a.>.b").unwrap_err();
+        assert!(e.to_string().contains("last token"), "{e}");
+        let e = validate_pattern("a.b*").unwrap_err();
+        assert!(e.to_string().contains("whole tokens"), "{e}");
+        assert!(validate_topic("").is_err());
+        assert!(validate_pattern("a.*.>").is_ok());
+    }
+}

@@ -1,0 +1,158 @@
+//! JSON text in the form Python's `json.dumps` writes by default (`ensure_ascii=True`, separators
+//! `", "` and `": "`, floats as `repr`), so that envelopes kumi writes match tomodachi's byte for byte.
+
+use std::io;
+
+use serde::Serialize;
+use serde_json::ser::{CompactFormatter, Formatter, Serializer};
+
+/// Serializes `value` as Python's `json.dumps(value)` would.
+pub(crate) fn to_vec<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(128);
+    let mut ser = Serializer::with_formatter(&mut out, PythonFormatter);
+    value.serialize(&mut ser)?;
+    Ok(out)
+}
+
+#[derive(Clone, Copy)]
+struct PythonFormatter;
+
+impl Formatter for PythonFormatter {
+    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        // Python escapes everything outside printable ASCII (space..='~').
+        if fragment.bytes().all(|b| b < 0x7f) {
+            return w.write_all(fragment.as_bytes());
+        }
+        let mut start = 0;
+        for (i, ch) in fragment.char_indices() {
+            if (ch as u32) < 0x7f {
+                continue;
+            }
+            w.write_all(&fragment.as_bytes()[start..i])?;
+            let mut units = [0u16; 2];
+            for unit in ch.encode_utf16(&mut units) {
+                write!(w, "\\u{unit:04x}")?;
+            }
+            start = i + ch.len_utf8();
+        }
+        w.write_all(&fragment.as_bytes()[start..])
+    }
+
+    fn write_f64<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f64) -> io::Result<()> {
+        if !value.is_finite() {
+            // serde_json writes null for these; keep its behaviour.
+            return CompactFormatter.write_null(w);
+        }
+        w.write_all(python_float_repr(value).as_bytes())
+    }
+
+    fn write_f32<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f32) -> io::Result<()> {
+        self.write_f64(w, f64::from(value))
+    }
+}
+
+/// Python's `repr(float)`: the shortest round-tripping digits, positional when the decimal
+/// exponent is in `-4..16`, else scientific with a signed, at-least-two-digit exponent.
+fn python_float_repr(value: f64) -> String {
+    // Rust's `{:e}` gives the shortest round-tripping digits: "-1.2345e-7", "1e16".
+    let sci = format!("{value:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let negative = mantissa.starts_with('-');
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let mut out = String::with_capacity(digits.len() + 8);
+    if negative {
+        out.push('-');
+    }
+    if (-4..16).contains(&exp) {
+        if exp < 0 {
+            out.push_str("0.");
+            for _ in 0..(-exp - 1) {
+                out.push('0');
+            }
+            out.push_str(&digits);
+        } else {
+            let int_len = exp as usize + 1;
+            if digits.len() <= int_len {
+                out.push_str(&digits);
+                for _ in digits.len()..int_len {
+                    out.push('0');
+                }
+                out.push_str(".0");
+            } else {
+                out.push_str(&digits[..int_len]);
+                out.push('.');
+                out.push_str(&digits[int_len..]);
+            }
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push('e');
+        out.push(if exp < 0 { '-' } else { '+' });
+        out.push_str(&format!("{:02}", exp.abs()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_python_json_dumps() {
+        // Expected strings are what CPython 3.11 prints for json.dumps of the same value.
+        let v = serde_json::json!({"a": [1, 2, {"b": null}], "é": "snow ☃ 😀", "t": true});
+        assert_eq!(
+            String::from_utf8(to_vec(&v).unwrap()).unwrap(),
+            r#"{"a": [1, 2, {"b": null}], "t": true, "\u00e9": "snow \u2603 \ud83d\ude00"}"#
+        );
+        assert_eq!(String::from_utf8(to_vec("\x7f\n").unwrap()).unwrap(), r#""\u007f\n""#);
+    }
+
+    #[test]
+    fn floats_as_python_repr() {
+        for (v, s) in [
+            (1.0, "1.0"),
+            (0.1, "0.1"),
+            (-2.5, "-2.5"),
+            (1732700000.123456, "1732700000.123456"),
+            (1e16, "1e+16"),
+            (1.5e-7, "1.5e-07"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (123456789012345.6, "123456789012345.6"),
+            (1.2345e22, "1.2345e+22"),
+            (0.0, "0.0"),
+        ] {
+            assert_eq!(python_float_repr(v), s, "{v}");
+        }
+    }
+}

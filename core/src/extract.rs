@@ -1,0 +1,194 @@
+//! Extractors: the arguments of a message handler.
+//!
+//! Like axum's extractors, each argument type implements [`FromMessage`]. Extraction is synchronous
+//! and borrows the message; a failing extractor yields a [`Rejection`], which kumi treats as an
+//! undecodable message (dead-lettered at once, never retried, never a panic).
+//!
+//! | extractor | gives |
+//! |---|---|
+//! | [`Data<T>`] | the payload deserialized from JSON with serde |
+//! | [`Bytes`] | the payload bytes (inside the envelope) |
+//! | [`RawBody`] | the bytes on the wire (envelope included) |
+//! | [`Topic`] | the concrete topic the message arrived on |
+//! | [`Headers`] | headers / message attributes |
+//! | [`MessageId`], [`CorrelationId`] | ids |
+//! | [`Attempt`] | delivery attempt, from 1 |
+//! | [`Producer`] | the producing service named by the envelope |
+//! | [`Context`] | publish and request, with correlation and trace propagated |
+//! | `Arc<S>` | the service itself (this is how `self: Arc<Self>` methods work) |
+//! | `Option<T>` | `None` instead of a rejection |
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::client::{Client, Context};
+use crate::message::{Headers, Message, Producer};
+
+/// What an extractor sees: the message, the service and a client for the bus.
+#[derive(Debug)]
+pub struct MessageParts<'a, S> {
+    /// The decoded message.
+    pub message: &'a Message,
+    /// The service the route belongs to.
+    pub service: &'a Arc<S>,
+    /// A client publishing as that service.
+    pub client: &'a Client,
+}
+
+/// A handler argument that can be taken from a message.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be used as a kumi message handler argument",
+    label = "not an extractor",
+    note = "handler arguments must implement `FromMessage<S>`: `Data<T>`, `Bytes`, `Topic`, `Headers`, `MessageId`, `CorrelationId`, `Attempt`, `Context`, `Arc<YourService>`..."
+)]
+pub trait FromMessage<S>: Sized {
+    /// Extracts the value, or says why the message does not fit.
+    fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection>;
+}
+
+/// Why an extractor could not produce its value. Turns into an "undecodable" dead letter.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    message: String,
+}
+
+impl Rejection {
+    /// A rejection with a message naming what did not fit.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// The payload, deserialized from JSON with serde.
+///
+/// ```
+/// # use kumi_core::extract::Data;
+/// #[derive(serde::Deserialize)]
+/// struct Order { id: u64 }
+/// async fn on_order(Data(order): Data<Order>) { let _ = order.id; }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Data<T>(pub T);
+
+impl<S, T: DeserializeOwned> FromMessage<S> for Data<T> {
+    fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
+        serde_json::from_slice(&parts.message.payload)
+            .map(Data)
+            .map_err(|e| {
+                Rejection::new(format!(
+                    "payload on topic '{}' does not decode as {}: {e}",
+                    parts.message.topic,
+                    std::any::type_name::<T>()
+                ))
+            })
+    }
+}
+
+impl<S> FromMessage<S> for Bytes {
+    fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
+        Ok(parts.message.payload.clone())
+    }
+}
+
+/// The message body as it was on the wire, envelope included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawBody(pub Bytes);
+
+impl<S> FromMessage<S> for RawBody {
+    fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
+        Ok(RawBody(parts.message.body.clone()))
+    }
+}
+
+/// The concrete topic the message arrived on (useful with wildcard subscriptions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic(pub String);
+
+impl<S> FromMessage<S> for Topic {
+    fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
+        Ok(Topic(parts.message.topic.clone()))
+    }
+}
+
+impl<S> FromMessage<S> for Headers {
+    fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
+        Ok(parts.message.headers.clone())
+    }
+}
+
+/// The message id. Rejects messages without one; use `Option<MessageId>` to accept those.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageId(pub String);
+
+impl<S> FromMessage<S> for MessageId {
+    fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
+        parts
+            .message
+            .message_id
+            .clone()
+            .map(MessageId)
+            .ok_or_else(|| {
+                Rejection::new(format!(
+                    "message on topic '{}' has no message id",
+                    parts.message.topic
+                ))
+            })
+    }
+}
+
+/// The correlation id, if the producer set one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorrelationId(pub Option<String>);
+
+impl<S> FromMessage<S> for CorrelationId {
+    fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
+        Ok(CorrelationId(parts.message.correlation_id.clone()))
+    }
+}
+
+/// The delivery attempt, starting at 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt(pub u32);
+
+impl<S> FromMessage<S> for Attempt {
+    fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
+        Ok(Attempt(parts.message.attempt))
+    }
+}
+
+impl<S> FromMessage<S> for Producer {
+    fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
+        Ok(parts.message.producer.clone())
+    }
+}
+
+impl<S> FromMessage<S> for Context {
+    fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
+        Ok(parts.client.context_for(parts.message))
+    }
+}
+
+impl<S> FromMessage<S> for Arc<S> {
+    fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
+        Ok(Arc::clone(parts.service))
+    }
+}
+
+impl<S, T: FromMessage<S>> FromMessage<S> for Option<T> {
+    fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
+        Ok(T::from_message(parts).ok())
+    }
+}

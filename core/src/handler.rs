@@ -1,0 +1,69 @@
+//! Message handlers: async functions whose arguments are extractors.
+//!
+//! Any `Fn(T1, .., Tn) -> impl Future<Output = R>` with every `Ti: FromMessage<S>` and
+//! `R: IntoOutcome` is a [`Handler`] — including methods taking `self: Arc<Self>`, because the
+//! service itself (`Arc<S>`) is an extractor. Up to 12 arguments.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::envelope::JsonStyle;
+use crate::extract::{FromMessage, MessageParts, Rejection};
+use crate::outcome::{IntoOutcome, Outcome};
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// An async function usable as a message handler for service `S`. `T` is the tuple of its
+/// argument types; it only exists to let the impls for each arity coexist.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a kumi message handler",
+    label = "not a handler",
+    note = "a handler is an `async fn` whose arguments all implement `FromMessage<S>` (e.g. `Data<T>`, `Context`, `Arc<Self>`) and whose return type implements `IntoOutcome` (`()`, or `Result<T: Serialize, E: Into<HandlerError>>`)"
+)]
+pub trait Handler<T, S>: Clone + Send + Sync + 'static {
+    /// Runs the extractors, then starts the handler. A rejection means the handler never ran.
+    fn call(
+        &self,
+        parts: &MessageParts<'_, S>,
+        reply: Option<JsonStyle>,
+    ) -> Result<BoxFuture<Outcome>, Rejection>;
+}
+
+macro_rules! impl_handler {
+    ($($ty:ident),*) => {
+        #[allow(non_snake_case, unused_variables)]
+        impl<F, Fut, R, S, $($ty,)*> Handler<($($ty,)*), S> for F
+        where
+            F: Fn($($ty),*) -> Fut + Clone + Send + Sync + 'static,
+            Fut: Future<Output = R> + Send + 'static,
+            R: IntoOutcome + 'static,
+            S: Send + Sync + 'static,
+            $($ty: FromMessage<S> + Send + 'static,)*
+        {
+            fn call(
+                &self,
+                parts: &MessageParts<'_, S>,
+                reply: Option<JsonStyle>,
+            ) -> Result<BoxFuture<Outcome>, Rejection> {
+                $(let $ty = $ty::from_message(parts)?;)*
+                let fut = (self)($($ty),*);
+                Ok(Box::pin(async move { fut.await.into_outcome(reply) }))
+            }
+        }
+    };
+}
+
+impl_handler!();
+impl_handler!(T1);
+impl_handler!(T1, T2);
+impl_handler!(T1, T2, T3);
+impl_handler!(T1, T2, T3, T4);
+impl_handler!(T1, T2, T3, T4, T5);
+impl_handler!(T1, T2, T3, T4, T5, T6);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);

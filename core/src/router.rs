@@ -1,0 +1,405 @@
+//! The router: the routes a service registers, with their options.
+//!
+//! Core knows only the generic bus triggers, [`Router::subscribe`] and [`Router::request`]. Other
+//! triggers (HTTP routes, schedules...) are stored by their transport crates in
+//! [`Router::extensions_mut`], so core depends on no transport.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceBuilder};
+
+use crate::bus::{validate_pattern, Delivery, RouteKind, Subscription};
+use crate::client::Client;
+use crate::dispatch::{Dispatcher, HandlerService, RouteService};
+use crate::envelope::{default_envelope, Raw, SharedEnvelope};
+use crate::error::{BoxError, Error, Result};
+use crate::handler::Handler;
+use crate::message::{Extensions, Message};
+use crate::middleware::{TimeoutLayer, TraceLayer};
+use crate::outcome::Outcome;
+use crate::retry::RetryPolicy;
+
+/// Default number of messages one route handles at once.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
+type MakeService<S> = Box<dyn FnOnce(Arc<S>, Client, RouteKind) -> RouteService + Send>;
+type WrapService = Arc<dyn Fn(RouteService) -> RouteService + Send + Sync>;
+
+/// One registered route, before the service starts.
+pub struct RouteDef<S> {
+    kind: RouteKind,
+    name: String,
+    topic: String,
+    delivery: Option<Delivery>,
+    concurrency: usize,
+    retry: RetryPolicy,
+    envelope: Option<SharedEnvelope>,
+    dead_letter_topic: Option<String>,
+    timeout: Option<Duration>,
+    layers: Vec<WrapService>,
+    options: Extensions,
+    make: MakeService<S>,
+}
+
+impl<S> fmt::Debug for RouteDef<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteDef")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("topic", &self.topic)
+            .field("delivery", &self.delivery)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
+}
+
+/// Collects a service's routes. Given to [`Service::routes`](crate::Service::routes).
+pub struct Router<S> {
+    routes: Vec<RouteDef<S>>,
+    layers: Vec<WrapService>,
+    extensions: Extensions,
+}
+
+impl<S> fmt::Debug for Router<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("routes", &self.routes)
+            .finish()
+    }
+}
+
+impl<S> Default for Router<S> {
+    fn default() -> Self {
+        Self {
+            routes: Vec::new(),
+            layers: Vec::new(),
+            extensions: Extensions::default(),
+        }
+    }
+}
+
+fn handler_name<H>() -> String {
+    // `my_crate::Orders::on_order` -> `on_order`; closures keep a readable tail.
+    let full = std::any::type_name::<H>();
+    let trimmed = full.split('<').next().unwrap_or(full);
+    trimmed
+        .rsplit("::")
+        .find(|s| !s.starts_with('{'))
+        .unwrap_or(trimmed)
+        .to_owned()
+}
+
+impl<S: Send + Sync + 'static> Router<S> {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn add<H, T>(&mut self, kind: RouteKind, topic: &str, handler: H) -> RouteBuilder<'_, S>
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        let make: MakeService<S> = Box::new(move |service, client, kind| {
+            let reply = (kind == RouteKind::Request).then_some(crate::envelope::JsonStyle::Compact);
+            BoxCloneSyncService::new(HandlerService::<H, T, S>::new(handler, service, client, reply))
+        });
+        self.routes.push(RouteDef {
+            kind,
+            name: handler_name::<H>(),
+            topic: topic.to_owned(),
+            delivery: None,
+            concurrency: DEFAULT_CONCURRENCY,
+            retry: RetryPolicy::default(),
+            envelope: None,
+            dead_letter_topic: None,
+            timeout: None,
+            layers: Vec::new(),
+            options: Extensions::default(),
+            make,
+        });
+        let route = self.routes.last_mut().expect("a route was just pushed");
+        RouteBuilder { route }
+    }
+
+    /// Runs `handler` for every event published on `topic` (a pattern: `*`, `>` and `#` wildcards).
+    /// By default instances of the service compete for messages (group = service name), events use
+    /// the JsonBase envelope, and failures retry per [`RetryPolicy::default`].
+    pub fn subscribe<H, T>(&mut self, topic: &str, handler: H) -> RouteBuilder<'_, S>
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        self.add(RouteKind::Event, topic, handler)
+    }
+
+    /// Answers requests on `topic` with `handler`'s value. Requests and replies use the raw
+    /// envelope (bare JSON) unless told otherwise; a failing handler replies with an error (500,
+    /// or 400 for a request that does not decode) instead of retrying.
+    pub fn request<H, T>(&mut self, topic: &str, handler: H) -> RouteBuilder<'_, S>
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        self.add(RouteKind::Request, topic, handler)
+    }
+
+    /// Wraps every route of this service in `layer` (outside the routes' own layers).
+    pub fn layer<L>(&mut self, layer: L) -> &mut Self
+    where
+        L: Layer<RouteService> + Send + Sync + 'static,
+        L::Service: Service<Message, Response = Outcome> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Message>>::Error: Into<BoxError>,
+        <L::Service as Service<Message>>::Future: Send + 'static,
+    {
+        self.layers.push(wrap(layer));
+        self
+    }
+
+    /// Transport-specific route lists (HTTP routes, schedules...), keyed by type.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+
+    /// Transport-specific route lists, keyed by type.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// The registered bus routes.
+    pub fn routes(&self) -> impl Iterator<Item = RouteInfo<'_>> {
+        self.routes.iter().map(|r| RouteInfo {
+            kind: r.kind,
+            name: &r.name,
+            topic: &r.topic,
+        })
+    }
+
+    /// Turns the routes into bus subscriptions for a running service.
+    pub(crate) fn into_subscriptions(
+        self,
+        service: &Arc<S>,
+        client: &Client,
+    ) -> Result<Vec<(Subscription, RouteSummary)>> {
+        let identity = client.identity().clone();
+        let service_layers = self.layers;
+        self.routes
+            .into_iter()
+            .map(|r| {
+                validate_pattern(&r.topic).map_err(|e| {
+                    Error::config(format!(
+                        "route {}.{}: {}",
+                        identity.name,
+                        r.name,
+                        e.message()
+                    ))
+                })?;
+                if r.concurrency == 0 {
+                    return Err(Error::config(format!(
+                        "route {}.{}: concurrency must be at least 1",
+                        identity.name, r.name
+                    )));
+                }
+                let route_name: Arc<str> = format!("{}.{}", identity.name, r.name).into();
+                let envelope = r.envelope.unwrap_or_else(|| match r.kind {
+                    RouteKind::Event => default_envelope(),
+                    RouteKind::Request => Arc::new(Raw),
+                });
+                let mut svc = (r.make)(Arc::clone(service), client.clone(), r.kind);
+                if let Some(timeout) = r.timeout {
+                    svc = BoxCloneSyncService::new(
+                        ServiceBuilder::new()
+                            .layer(TimeoutLayer::new(timeout))
+                            .service(svc),
+                    );
+                }
+                for wrap in r.layers.iter().chain(service_layers.iter()) {
+                    svc = wrap(svc);
+                }
+                svc = BoxCloneSyncService::new(TraceLayer::new(Arc::clone(&route_name)).layer(svc));
+                let delivery = r
+                    .delivery
+                    .unwrap_or_else(|| Delivery::Group(identity.name.clone()));
+                let summary = RouteSummary {
+                    kind: r.kind,
+                    name: route_name.to_string(),
+                    topic: r.topic.clone(),
+                    delivery: delivery.clone(),
+                    concurrency: r.concurrency,
+                    max_attempts: r.retry.max_attempts,
+                    envelope: envelope.name(),
+                };
+                let dispatcher = Dispatcher::new(
+                    route_name,
+                    r.kind,
+                    envelope,
+                    r.retry,
+                    r.dead_letter_topic,
+                    identity.clone(),
+                    svc,
+                );
+                Ok((
+                    Subscription {
+                        topic: r.topic,
+                        delivery,
+                        kind: r.kind,
+                        concurrency: r.concurrency,
+                        dispatcher: Arc::new(dispatcher),
+                        options: Arc::new(r.options),
+                    },
+                    summary,
+                ))
+            })
+            .collect()
+    }
+}
+
+fn wrap<L>(layer: L) -> WrapService
+where
+    L: Layer<RouteService> + Send + Sync + 'static,
+    L::Service: Service<Message, Response = Outcome> + Clone + Send + Sync + 'static,
+    <L::Service as Service<Message>>::Error: Into<BoxError>,
+    <L::Service as Service<Message>>::Future: Send + 'static,
+{
+    Arc::new(move |svc: RouteService| {
+        let layered = layer.layer(svc);
+        BoxCloneSyncService::new(tower::util::MapErr::new(layered, Into::into))
+    })
+}
+
+/// A registered route, as listed by [`Router::routes`].
+#[derive(Debug, Clone, Copy)]
+pub struct RouteInfo<'a> {
+    /// Event or request.
+    pub kind: RouteKind,
+    /// Handler name.
+    pub name: &'a str,
+    /// Topic pattern.
+    pub topic: &'a str,
+}
+
+/// What the startup banner shows of a running route.
+#[derive(Debug, Clone)]
+pub struct RouteSummary {
+    /// Event or request.
+    pub kind: RouteKind,
+    /// `service.handler`.
+    pub name: String,
+    /// Topic pattern.
+    pub topic: String,
+    /// Group or broadcast.
+    pub delivery: Delivery,
+    /// Concurrency limit.
+    pub concurrency: usize,
+    /// Attempts before dead-lettering.
+    pub max_attempts: u32,
+    /// Envelope name.
+    pub envelope: &'static str,
+}
+
+/// Options of one route, returned by [`Router::subscribe`] and [`Router::request`].
+#[derive(Debug)]
+pub struct RouteBuilder<'a, S> {
+    route: &'a mut RouteDef<S>,
+}
+
+impl<S> RouteBuilder<'_, S> {
+    /// Names the route (default: the handler function's name).
+    pub fn name(self, name: impl Into<String>) -> Self {
+        self.route.name = name.into();
+        self
+    }
+
+    /// Competing consumers in the named group (default group: the service name).
+    pub fn group(self, group: impl Into<String>) -> Self {
+        self.route.delivery = Some(Delivery::Group(group.into()));
+        self
+    }
+
+    /// Every instance of the service receives every message.
+    pub fn broadcast(self) -> Self {
+        self.route.delivery = Some(Delivery::Broadcast);
+        self
+    }
+
+    /// At most `n` messages of this route are handled at once (and taken from the broker).
+    pub fn concurrency(self, n: usize) -> Self {
+        self.route.concurrency = n;
+        self
+    }
+
+    /// Retries a failing message up to `n` times (so `n + 1` attempts in all).
+    pub fn retries(self, n: u32) -> Self {
+        self.route.retry.max_attempts = n.saturating_add(1);
+        self
+    }
+
+    /// Replaces the whole retry policy.
+    pub fn retry_policy(self, policy: RetryPolicy) -> Self {
+        self.route.retry = policy;
+        self
+    }
+
+    /// Sets the backoff bounds: first delay and cap.
+    pub fn backoff(self, initial: Duration, max: Duration) -> Self {
+        self.route.retry.initial_backoff = initial;
+        self.route.retry.max_backoff = max;
+        self
+    }
+
+    /// Uses this envelope for the route's messages (and replies).
+    pub fn envelope(self, envelope: impl crate::envelope::Envelope) -> Self {
+        self.route.envelope = Some(Arc::new(envelope));
+        self
+    }
+
+    /// Dead-letters to this topic instead of `dlq.<topic>`.
+    pub fn dead_letter_topic(self, topic: impl Into<String>) -> Self {
+        self.route.dead_letter_topic = Some(topic.into());
+        self
+    }
+
+    /// Fails (and retries) a handler call that takes longer than `timeout`.
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.route.timeout = Some(timeout);
+        self
+    }
+
+    /// Wraps this route's handler in a tower layer. Later layers wrap earlier ones.
+    pub fn layer<L>(self, layer: L) -> Self
+    where
+        L: Layer<RouteService> + Send + Sync + 'static,
+        L::Service: Service<Message, Response = Outcome> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Message>>::Error: Into<BoxError>,
+        <L::Service as Service<Message>>::Future: Send + 'static,
+    {
+        self.route.layers.push(wrap(layer));
+        self
+    }
+
+    /// Stores a transport-specific option (e.g. a JetStream durable) for the bus to read.
+    pub fn option<T: Send + Sync + 'static>(self, value: T) -> Self {
+        self.route.options.insert(value);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn on_order() {}
+
+    #[test]
+    fn handler_names_are_readable() {
+        assert_eq!(handler_name::<fn()>(), "fn()");
+        let _ = on_order;
+        fn name_of<H>(_: &H) -> String {
+            handler_name::<H>()
+        }
+        assert_eq!(name_of(&on_order), "on_order");
+    }
+}

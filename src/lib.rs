@@ -1,0 +1,83 @@
+//! # kumi
+//!
+//! Microservices in Rust, in the style of Python's tomodachi: a service is a plain struct, its
+//! methods are handlers, and each handler is bound to triggers — a message on a bus (in-memory,
+//! NATS, RabbitMQ, SNS+SQS), with more triggers (HTTP, websockets, schedules) in their own crates.
+//! One handler model and one envelope model across every transport: the bus is chosen by URL
+//! (`KUMI_BUS=memory://`), not by code.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use kumi::prelude::*;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Order { id: u64 }
+//!
+//! struct Orders;
+//!
+//! impl Orders {
+//!     async fn on_created(self: Arc<Self>, Data(order): Data<Order>) -> Result<(), HandlerError> {
+//!         tracing::info!(order.id, "order created");
+//!         Ok(())
+//!     }
+//! }
+//!
+//! impl Service for Orders {
+//!     fn name(&self) -> &str { "orders" }
+//!     fn routes(&self, router: &mut Router<Self>) {
+//!         router.subscribe("orders.created", Self::on_created).retries(3);
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     kumi::run(Orders).await
+//! }
+//! ```
+//!
+//! See the README for the quickstart, the `#[kumi::service]` macro and the list of features.
+
+pub use kumi_core::*;
+
+pub use kumi_core::extract::{
+    Attempt, CorrelationId, Data, FromMessage, MessageId, MessageParts, RawBody, Rejection, Topic,
+};
+
+/// `#[kumi::service]`: generates the [`Service`] impl from an `impl` block whose methods carry
+/// `#[subscribe("topic")]` / `#[request("topic")]` attributes. See the crate README.
+#[cfg(feature = "macros")]
+pub use kumi_macros::service;
+
+/// The names most services need.
+pub mod prelude {
+    pub use crate::extract::{
+        Attempt, CorrelationId, Data, MessageId, RawBody, Topic,
+    };
+    pub use crate::{
+        Client, Context, Error, HandlerError, Headers, PublishOptions, Router, Service,
+    };
+    #[cfg(feature = "macros")]
+    pub use kumi_macros::service;
+}
+
+/// The bus connectors this build of kumi offers (by enabled features); `memory` always.
+pub fn connectors() -> bus::Connectors {
+    bus::Connectors::default()
+}
+
+/// A [`Runner`](runner::Runner) with every transport this build enables.
+pub fn runner() -> runner::Runner {
+    runner::Runner::new().connectors(connectors())
+}
+
+/// Runs `service` until SIGINT/SIGTERM with configuration from flags and `KUMI_*` variables
+/// (`KUMI_BUS`, `KUMI_LOG`, `KUMI_LOG_FORMAT`, `KUMI_DRAIN_TIMEOUT`), then drains gracefully.
+/// Returns the process exit code.
+pub async fn run<S: Service>(service: S) -> std::process::ExitCode {
+    runner().service(service).run().await
+}
+
+/// Connects to the bus at `url` with the transports this build enables.
+pub async fn connect(url: &str) -> Result<SharedBus> {
+    connectors().connect(url).await
+}
