@@ -232,3 +232,112 @@ fn inflate(data: &str, topic: &str) -> Result<Bytes> {
     })?;
     Ok(Bytes::from(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn encode(payload: &Value) -> (Value, String, Encoded) {
+        let text = python_json::to_vec(payload).unwrap();
+        let cx = EncodeContext {
+            topic: "orders.created",
+            service_name: "orders",
+            instance_id: "2b7a0e6c-1d0a-4c55-9f0e-2ad1b1a3c9d4",
+        };
+        let encoded = JsonBase.encode(&cx, &text).unwrap();
+        let body = String::from_utf8(encoded.body.to_vec()).unwrap();
+        (serde_json::from_str(&body).unwrap(), body, encoded)
+    }
+
+    #[test]
+    fn encodes_every_wire_field() {
+        let (v, body, encoded) = encode(&json!({"id": 1, "name": "tea"}));
+        // Exactly three top-level keys, in tomodachi's order.
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 3);
+        assert!(body.starts_with(r#"{"service": {"name": "orders", "uuid": "2b7a0e6c-1d0a-4c55-9f0e-2ad1b1a3c9d4"}, "metadata": {"message_uuid": "2b7a0e6c-1d0a-4c55-9f0e-2ad1b1a3c9d4."#), "{body}");
+        assert_eq!(v["service"], json!({"name": "orders", "uuid": "2b7a0e6c-1d0a-4c55-9f0e-2ad1b1a3c9d4"}));
+        let md = &v["metadata"];
+        assert_eq!(md.as_object().unwrap().len(), 6);
+        let uuid = md["message_uuid"].as_str().unwrap();
+        let (prefix, random) = uuid.split_once('.').unwrap();
+        assert_eq!(prefix, "2b7a0e6c-1d0a-4c55-9f0e-2ad1b1a3c9d4");
+        assert!(uuid::Uuid::parse_str(random).is_ok(), "{random}");
+        assert_eq!(uuid, encoded.message_id);
+        assert_eq!(md["protocol_version"], "tomodachi-json-base--1.0.0");
+        assert_eq!(md["compatible_protocol_versions"], json!(["json_base-wip"]));
+        let ts = md["timestamp"].as_f64().unwrap();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+        assert!((now - ts).abs() < 5.0, "epoch seconds as a float: {ts}");
+        assert_eq!(md["topic"], "orders.created");
+        assert_eq!(md["data_encoding"], "raw");
+        assert_eq!(v["data"], json!({"id": 1, "name": "tea"}));
+        // Python's json.dumps text style, key order service, metadata, data.
+        let tail = format!(r#", "topic": "orders.created", "data_encoding": "raw"}}, "data": {{"id": 1, "name": "tea"}}}}"#);
+        assert!(body.ends_with(&tail), "{body}");
+        assert!(body.contains(r#""protocol_version": "tomodachi-json-base--1.0.0", "compatible_protocol_versions": ["json_base-wip"], "timestamp": "#));
+    }
+
+    #[test]
+    fn compresses_from_60000_bytes_with_zlib() {
+        // The data text `"xxx…"` is exactly 60000 bytes with 59998 x's: compressed.
+        let (v, _, _) = encode(&json!("x".repeat(59_998)));
+        assert_eq!(v["metadata"]["data_encoding"], "base64_gzip_json");
+        let b64 = v["data"].as_str().unwrap();
+        assert!(b64.starts_with("eJ"), "zlib (78 9c) in base64");
+        let raw = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let mut text = String::new();
+        flate2::read::ZlibDecoder::new(&raw[..]).read_to_string(&mut text).unwrap();
+        assert_eq!(text, format!("\"{}\"", "x".repeat(59_998)));
+        // One byte less stays raw.
+        let (v, _, _) = encode(&json!("x".repeat(59_997)));
+        assert_eq!(v["metadata"]["data_encoding"], "raw");
+    }
+
+    #[test]
+    fn decodes_its_own_output_both_forms() {
+        for payload in [json!({"a": [1, 2]}), json!({"big": "é".repeat(40_000)})] {
+            let (_, _, encoded) = encode(&payload);
+            let mut m = Message::new("orders.created", encoded.body);
+            JsonBase.decode(&mut m).unwrap();
+            assert_eq!(serde_json::from_slice::<Value>(&m.payload).unwrap(), payload);
+            assert_eq!(m.message_id.as_deref(), Some(encoded.message_id.as_str()));
+            assert_eq!(m.producer.name.as_deref(), Some("orders"));
+            assert!(m.timestamp.is_some());
+        }
+    }
+
+    #[test]
+    fn decodes_a_tomodachi_fixture_zero_copy() {
+        // Written by hand from WIRE.md §1, as Python's json.dumps prints it.
+        let body = Bytes::from_static(br#"{"service": {"name": "legacy", "uuid": "5f0c"}, "metadata": {"message_uuid": "5f0c.9d1e", "protocol_version": "tomodachi-json-base--1.0.0", "compatible_protocol_versions": ["json_base-wip"], "timestamp": 1732700000.5, "topic": "orders.created", "data_encoding": "raw"}, "data": {"id": 9, "note": "caf\u00e9"}}"#);
+        let mut m = Message::new("orders.created", body.clone());
+        JsonBase.decode(&mut m).unwrap();
+        assert_eq!(&m.payload[..], br#"{"id": 9, "note": "caf\u00e9"}"#);
+        assert_eq!(m.payload.as_ptr(), body[body.len() - m.payload.len() - 1..].as_ptr(), "payload is a slice of the body");
+        assert_eq!(m.message_id.as_deref(), Some("5f0c.9d1e"));
+        assert_eq!(m.producer.instance.as_deref(), Some("5f0c"));
+        assert_eq!(m.timestamp, UNIX_EPOCH.checked_add(Duration::from_secs_f64(1732700000.5)));
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_read_with_named_errors() {
+        for (body, needle) in [
+            (&b"not json"[..], "not a json-base envelope"),
+            (br#"{"metadata": {"protocol_version": "other"}, "data": 1}"#, "protocol_version 'other'"),
+            (br#"{"metadata": {"protocol_version": "tomodachi-json-base--1.0.0"}}"#, "has no data"),
+            (br#"{"metadata": {"protocol_version": "tomodachi-json-base--1.0.0", "data_encoding": "proto"}, "data": "x"}"#, "unknown data_encoding 'proto'"),
+            (br#"{"metadata": {"protocol_version": "tomodachi-json-base--1.0.0", "data_encoding": "base64_gzip_json"}, "data": "!!"}"#, "not base64"),
+            (br#"{"metadata": {"protocol_version": "tomodachi-json-base--1.0.0", "data_encoding": "base64_gzip_json"}, "data": "aGVsbG8="}"#, "not zlib"),
+        ] {
+            let mut m = Message::new("t.x", Bytes::copy_from_slice(body));
+            let e = JsonBase.decode(&mut m).unwrap_err().to_string();
+            assert!(e.contains(needle) && e.contains("t.x"), "{e}");
+        }
+        // The legacy protocol name is accepted.
+        let mut m = Message::new("t", Bytes::from_static(br#"{"metadata": {"protocol_version": "json_base-wip"}, "data": 1}"#));
+        JsonBase.decode(&mut m).unwrap();
+        assert_eq!(&m.payload[..], b"1");
+    }
+}
