@@ -50,9 +50,7 @@ pub use kumi_macros::service;
 
 /// The names most services need.
 pub mod prelude {
-    pub use crate::extract::{
-        Attempt, CorrelationId, Data, MessageId, RawBody, Topic,
-    };
+    pub use crate::extract::{Attempt, CorrelationId, Data, MessageId, RawBody, Topic};
     pub use crate::{
         Client, Context, Error, HandlerError, Headers, PublishOptions, Router, Service,
     };

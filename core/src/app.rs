@@ -37,8 +37,11 @@ impl<S: Service> ServiceEntry for Entry<S> {
         let identity = Identity::new(name.clone()).with_version(service.version());
         let client = Client::with_identity(Arc::clone(bus), identity);
         service.starting(&client).await.map_err(|e| {
-            Error::new(ErrorKind::Lifecycle, format!("service '{name}': starting hook failed"))
-                .with_source(e)
+            Error::new(
+                ErrorKind::Lifecycle,
+                format!("service '{name}': starting hook failed"),
+            )
+            .with_source(e)
         })?;
         let mut router = Router::new();
         service.routes(&mut router);
@@ -48,8 +51,11 @@ impl<S: Service> ServiceEntry for Entry<S> {
             routes.push(summary);
         }
         service.started(&client).await.map_err(|e| {
-            Error::new(ErrorKind::Lifecycle, format!("service '{name}': started hook failed"))
-                .with_source(e)
+            Error::new(
+                ErrorKind::Lifecycle,
+                format!("service '{name}': started hook failed"),
+            )
+            .with_source(e)
         })?;
         let hooks: Arc<dyn StopHooks> = Arc::new(Hooks(Arc::clone(service), client.clone()));
         Ok(StartedService {
@@ -159,7 +165,9 @@ impl App {
     /// whatever started is shut down again and the error names the service and route at fault.
     pub async fn start(self) -> Result<RunningApp> {
         if self.services.is_empty() {
-            return Err(Error::config("no services to run; add one with .service(..)"));
+            return Err(Error::config(
+                "no services to run; add one with .service(..)",
+            ));
         }
         let mut names: Vec<&str> = self.services.iter().map(|s| s.name()).collect();
         names.sort_unstable();

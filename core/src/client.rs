@@ -156,11 +156,13 @@ impl Client {
             .clone()
             .unwrap_or_else(|| Arc::clone(&self.inner.envelope));
         let payload = envelope.json_style().to_vec(value).map_err(|e| {
-            Error::new(ErrorKind::Codec, format!("cannot publish on topic '{topic}'"))
-                .with_source(e)
+            Error::new(
+                ErrorKind::Codec,
+                format!("cannot publish on topic '{topic}'"),
+            )
+            .with_source(e)
         })?;
-        self.send_payload(topic, &payload, options, &envelope)
-            .await
+        self.send_payload(topic, &payload, options, &envelope).await
     }
 
     /// Publishes an already-serialized payload (wrapped by the envelope); returns the message id.
@@ -174,8 +176,16 @@ impl Client {
             .envelope
             .clone()
             .unwrap_or_else(|| Arc::clone(&self.inner.envelope));
-        self.send_payload(topic, payload, options, &envelope)
-            .await
+        if envelope.requires_json() {
+            serde_json::from_slice::<serde::de::IgnoredAny>(payload).map_err(|e| {
+                Error::codec(format!(
+                    "payload for topic '{topic}' is not JSON, which the {} envelope requires",
+                    envelope.name()
+                ))
+                .with_source(e)
+            })?;
+        }
+        self.send_payload(topic, payload, options, &envelope).await
     }
 
     fn outgoing(
@@ -326,7 +336,10 @@ impl Context {
         if options.correlation_id.is_none() {
             options.correlation_id.clone_from(&self.correlation_id);
         }
-        for (key, value) in [(TRACEPARENT, &self.traceparent), (TRACESTATE, &self.tracestate)] {
+        for (key, value) in [
+            (TRACEPARENT, &self.traceparent),
+            (TRACESTATE, &self.tracestate),
+        ] {
             if let Some(value) = value {
                 if options.headers.get(key).is_none() {
                     options.headers.insert(key, value.clone());

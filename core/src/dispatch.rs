@@ -38,7 +38,12 @@ pub(crate) struct HandlerService<H, T, S> {
 }
 
 impl<H, T, S> HandlerService<H, T, S> {
-    pub(crate) fn new(handler: H, service: Arc<S>, client: Client, reply: Option<JsonStyle>) -> Self {
+    pub(crate) fn new(
+        handler: H,
+        service: Arc<S>,
+        client: Client,
+        reply: Option<JsonStyle>,
+    ) -> Self {
         Self {
             handler,
             service,
@@ -68,7 +73,10 @@ where
 {
     type Response = Outcome;
     type Error = BoxError;
-    type Future = BoxFuture<Result<Outcome, BoxError>>;
+    type Future = futures_util::future::Either<
+        futures_util::future::Map<BoxFuture<Outcome>, fn(Outcome) -> Result<Outcome, BoxError>>,
+        std::future::Ready<Result<Outcome, BoxError>>,
+    >;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         Poll::Ready(Ok(()))
@@ -81,11 +89,10 @@ where
             client: &self.client,
         };
         match self.handler.call(&parts, self.reply) {
-            Ok(fut) => Box::pin(fut.map(Ok)),
-            Err(rejection) => Box::pin(std::future::ready(Ok(Outcome::Failed(
-                FailureKind::Undecodable,
-                Box::new(rejection),
-            )))),
+            Ok(fut) => futures_util::future::Either::Left(fut.map(Ok as fn(_) -> _)),
+            Err(rejection) => futures_util::future::Either::Right(std::future::ready(Ok(
+                Outcome::Failed(FailureKind::Undecodable, Box::new(rejection)),
+            ))),
         }
     }
 }
@@ -157,9 +164,25 @@ impl Dispatcher {
         }
     }
 
+    /// A clone of the route's service stack, for a consumer task to keep and pass to
+    /// [`Dispatcher::dispatch_with`] (saves a clone per message).
+    pub fn service(&self) -> RouteService {
+        self.service.clone()
+    }
+
     /// Handles one delivery of `message` and says how to settle it. Never panics: handler panics
     /// are caught and count as failures.
-    pub async fn dispatch(&self, mut message: Message) -> Settlement {
+    pub async fn dispatch(&self, message: Message) -> Settlement {
+        self.dispatch_with(&mut self.service.clone(), message).await
+    }
+
+    /// [`Dispatcher::dispatch`] with a service stack the caller keeps (from
+    /// [`Dispatcher::service`]).
+    pub async fn dispatch_with(
+        &self,
+        service: &mut RouteService,
+        mut message: Message,
+    ) -> Settlement {
         if let Err(e) = self.envelope.decode(&mut message) {
             return self.failed(
                 &message.topic,
@@ -170,7 +193,7 @@ impl Dispatcher {
         }
         let topic = message.topic.clone();
         let attempt = message.attempt;
-        let call = self.service.clone().oneshot(message);
+        let call = async move { service.ready().await?.call(message).await };
         match AssertUnwindSafe(call).catch_unwind().await {
             Ok(Ok(Outcome::Ok(reply))) => match self.kind {
                 RouteKind::Event => Settlement::Ack,
@@ -209,7 +232,11 @@ impl Dispatcher {
     fn failed(&self, topic: &str, attempt: u32, kind: FailureKind, error: String) -> Settlement {
         let route = &*self.name;
         if self.kind == RouteKind::Request {
-            let code = if kind == FailureKind::Undecodable { 400 } else { 500 };
+            let code = if kind == FailureKind::Undecodable {
+                400
+            } else {
+                500
+            };
             tracing::warn!(route, topic, code, error = %error, "request handler failed");
             return Settlement::Reply(Reply::error(code, error));
         }

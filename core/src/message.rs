@@ -86,7 +86,7 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
 /// Typed, transport-specific metadata attached to a message (an SQS receipt handle, an AMQP
 /// delivery tag, a JetStream sequence...). Keyed by type, like `http::Extensions`.
 #[derive(Default)]
-pub struct Extensions(Option<Box<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>);
+pub struct Extensions(Option<HashMap<TypeId, Box<dyn Any + Send + Sync>>>);
 
 impl Extensions {
     /// Stores `value`, returning the previous value of the same type.

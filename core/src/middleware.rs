@@ -75,9 +75,17 @@ where
             topic = %message.topic,
             attempt = message.attempt,
             message_id = message.message_id.as_deref().unwrap_or(""),
-            correlation_id = message.correlation_id.as_deref().unwrap_or(""),
-            traceparent = message.headers.get(TRACEPARENT).unwrap_or(""),
+            correlation_id = tracing::field::Empty,
+            traceparent = tracing::field::Empty,
         );
+        if !span.is_disabled() {
+            if let Some(id) = &message.correlation_id {
+                span.record("correlation_id", id.as_str());
+            }
+            if let Some(tp) = message.headers.get(TRACEPARENT) {
+                span.record("traceparent", tp);
+            }
+        }
         self.inner.call(message).instrument(span)
     }
 }

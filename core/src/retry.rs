@@ -79,7 +79,10 @@ mod tests {
         let j = RetryPolicy::default();
         for _ in 0..200 {
             let d = j.backoff(3);
-            assert!(d >= Duration::from_millis(200) && d <= Duration::from_millis(400), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(200) && d <= Duration::from_millis(400),
+                "{d:?}"
+            );
         }
         assert!(p.should_retry(4));
         assert!(!p.should_retry(5));

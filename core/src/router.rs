@@ -105,7 +105,9 @@ impl<S: Send + Sync + 'static> Router<S> {
     {
         let make: MakeService<S> = Box::new(move |service, client, kind| {
             let reply = (kind == RouteKind::Request).then_some(crate::envelope::JsonStyle::Compact);
-            BoxCloneSyncService::new(HandlerService::<H, T, S>::new(handler, service, client, reply))
+            BoxCloneSyncService::new(HandlerService::<H, T, S>::new(
+                handler, service, client, reply,
+            ))
         });
         self.routes.push(RouteDef {
             kind,

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use kumi::bus::{Capabilities, SharedBus, ATTEMPTS, DEAD_LETTER_KIND, DEAD_LETTER_REASON, ORIGINAL_TOPIC};
+use kumi::bus::{
+    Capabilities, SharedBus, ATTEMPTS, DEAD_LETTER_KIND, DEAD_LETTER_REASON, ORIGINAL_TOPIC,
+};
 use kumi::envelope::Raw;
 use kumi::{App, ErrorKind, PublishOptions, RunningApp};
 use serde::{Deserialize, Serialize};
@@ -33,7 +35,7 @@ fn caps(bus: &SharedBus) -> Capabilities {
     bus.capabilities()
 }
 
-/// 1. Subscribe then publish N (and, on persistent buses, publish then subscribe): all arrive with
+/// Case 1: Subscribe then publish N (and, on persistent buses, publish then subscribe): all arrive with
 /// exact payload, headers and ids.
 pub async fn c01_publish_then_receive_exact(h: Harness) {
     let bus = h.connect().await;
@@ -47,7 +49,9 @@ pub async fn c01_publish_then_receive_exact(h: Harness) {
             .publish_with(
                 &topic,
                 &json!({"n": n, "text": "héllo ☃", "list": [1, 2.5, null]}),
-                PublishOptions::new().header("x-case", "c01").header("x-n", n.to_string()),
+                PublishOptions::new()
+                    .header("x-case", "c01")
+                    .header("x-n", n.to_string()),
             )
             .await
             .expect("publish");
@@ -59,7 +63,10 @@ pub async fn c01_publish_then_receive_exact(h: Harness) {
     assert_eq!(got_ids, sent_ids, "message ids survive the trip");
     for r in &got {
         let n = r.payload["n"].as_u64().unwrap();
-        assert_eq!(r.payload, json!({"n": n, "text": "héllo ☃", "list": [1, 2.5, null]}));
+        assert_eq!(
+            r.payload,
+            json!({"n": n, "text": "héllo ☃", "list": [1, 2.5, null]})
+        );
         assert_eq!(r.headers.get("x-case"), Some("c01"));
         assert_eq!(r.headers.get("x-n"), Some(n.to_string().as_str()));
         assert_eq!(r.topic, topic);
@@ -70,7 +77,12 @@ pub async fn c01_publish_then_receive_exact(h: Harness) {
     }
     app.shutdown(DRAIN).await.expect("shutdown");
 
-    if skip_unless(h.name(), "c01 publish-before-subscribe", caps(&bus), &[("persistent", |c| c.persistent)]) {
+    if skip_unless(
+        h.name(),
+        "c01 publish-before-subscribe",
+        caps(&bus),
+        &[("persistent", |c| c.persistent)],
+    ) {
         return;
     }
     let bus = h.connect().await;
@@ -82,14 +94,17 @@ pub async fn c01_publish_then_receive_exact(h: Harness) {
     let bus = h.connect().await;
     let producer = kumi::Client::new(Arc::clone(&bus));
     for n in 0..10u64 {
-        producer.publish(&topic, &json!({"n": n})).await.expect("publish");
+        producer
+            .publish(&topic, &json!({"n": n}))
+            .await
+            .expect("publish");
     }
     let app = start(&bus, &[&probe]).await;
     assert_eq!(ids(&recv_n(&mut rx, 10).await), range(10));
     app.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 2. Many concurrent publishers and competing consumers: nothing lost, each once per group.
+/// Case 2: Many concurrent publishers and competing consumers: nothing lost, each once per group.
 pub async fn c02_concurrent_publishers_competing_consumers(h: Harness) {
     let bus = h.connect().await;
     let peer = h.peer(&bus).await;
@@ -104,7 +119,10 @@ pub async fn c02_concurrent_publishers_competing_consumers(h: Harness) {
         let topic = topic.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..50u64 {
-                client.publish(&topic, &json!({"n": p * 50 + i})).await.expect("publish");
+                client
+                    .publish(&topic, &json!({"n": p * 50 + i}))
+                    .await
+                    .expect("publish");
             }
         }));
     }
@@ -130,7 +148,7 @@ pub async fn c02_concurrent_publishers_competing_consumers(h: Harness) {
     app_b.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 3. Many topics from one connection: each topic gets exactly its own messages.
+/// Case 3: Many topics from one connection: each topic gets exactly its own messages.
 pub async fn c03_many_topics_one_connection(h: Harness) {
     let bus = h.connect().await;
     let topics: Vec<String> = (0..10).map(|_| unique("c03")).collect();
@@ -149,8 +167,15 @@ pub async fn c03_many_topics_one_connection(h: Harness) {
     let got = recv_n(&mut rx, 100).await;
     let mut per_topic: HashMap<String, BTreeSet<u64>> = HashMap::new();
     for r in &got {
-        assert_eq!(r.payload["topic"].as_str(), Some(r.topic.as_str()), "message arrived on its own topic");
-        per_topic.entry(r.topic.clone()).or_default().insert(r.payload["n"].as_u64().unwrap());
+        assert_eq!(
+            r.payload["topic"].as_str(),
+            Some(r.topic.as_str()),
+            "message arrived on its own topic"
+        );
+        per_topic
+            .entry(r.topic.clone())
+            .or_default()
+            .insert(r.payload["n"].as_u64().unwrap());
     }
     for (ti, t) in topics.iter().enumerate() {
         let want: BTreeSet<u64> = (0..10).map(|i| ti as u64 * 100 + i).collect();
@@ -159,10 +184,15 @@ pub async fn c03_many_topics_one_connection(h: Harness) {
     app.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 4. Handler error → redelivered with backoff, eventually succeeds.
+/// Case 4: Handler error → redelivered with backoff, eventually succeeds.
 pub async fn c04_retry_then_succeed(h: Harness) {
     let bus = h.connect().await;
-    if skip_unless(h.name(), "c04", caps(&bus), &[("redelivery", |c| c.redelivery)]) {
+    if skip_unless(
+        h.name(),
+        "c04",
+        caps(&bus),
+        &[("redelivery", |c| c.redelivery)],
+    ) {
         return;
     }
     let topic = unique("c04");
@@ -177,15 +207,26 @@ pub async fn c04_retry_then_succeed(h: Harness) {
     assert_eq!(got[0].attempt, 3, "succeeded on the third attempt");
     assert_eq!(probe.attempts(), 3);
     // Two backoffs of at least 10 ms and 20 ms (20 ms and 40 ms halved by jitter).
-    assert!(started.elapsed() >= Duration::from_millis(30), "retries were delayed");
+    assert!(
+        started.elapsed() >= Duration::from_millis(30),
+        "retries were delayed"
+    );
     app.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 5. Keeps failing → dead-lettered after the attempts, with error, topic and attempt count;
+/// Case 5: Keeps failing → dead-lettered after the attempts, with error, topic and attempt count;
 /// other messages flow meanwhile.
 pub async fn c05_dead_letter_after_attempts_others_flow(h: Harness) {
     let bus = h.connect().await;
-    if skip_unless(h.name(), "c05", caps(&bus), &[("dead_letter", |c| c.dead_letter), ("redelivery", |c| c.redelivery)]) {
+    if skip_unless(
+        h.name(),
+        "c05",
+        caps(&bus),
+        &[
+            ("dead_letter", |c| c.dead_letter),
+            ("redelivery", |c| c.redelivery),
+        ],
+    ) {
         return;
     }
     let topic = unique("c05");
@@ -194,9 +235,15 @@ pub async fn c05_dead_letter_after_attempts_others_flow(h: Harness) {
     let (watch, mut dead) = Probe::new("c05-dlq", vec![ProbeRoute::events(&dlq).raw()]);
     let app = start(&bus, &[&watch, &probe]).await;
     let client = app.client();
-    client.publish(&topic, &json!({"n": 0, "fail": true})).await.expect("publish");
+    client
+        .publish(&topic, &json!({"n": 0, "fail": true}))
+        .await
+        .expect("publish");
     for n in 1..=5u64 {
-        client.publish(&topic, &json!({"n": n})).await.expect("publish");
+        client
+            .publish(&topic, &json!({"n": n}))
+            .await
+            .expect("publish");
     }
     assert_eq!(ids(&recv_n(&mut rx, 5).await), (1..=5).collect());
     let d = recv_n(&mut dead, 1).await.remove(0);
@@ -205,20 +252,29 @@ pub async fn c05_dead_letter_after_attempts_others_flow(h: Harness) {
     assert_eq!(d.headers.get(ATTEMPTS), Some("3"));
     assert_eq!(d.headers.get(DEAD_LETTER_KIND), Some("exhausted"));
     assert!(
-        d.headers.get(DEAD_LETTER_REASON).unwrap_or("").contains("always fails"),
+        d.headers
+            .get(DEAD_LETTER_REASON)
+            .unwrap_or("")
+            .contains("always fails"),
         "reason carries the handler error: {:?}",
         d.headers
     );
-    let original: Value = serde_json::from_slice(&d.body).expect("dead letter keeps the original JSON body");
+    let original: Value =
+        serde_json::from_slice(&d.body).expect("dead letter keeps the original JSON body");
     assert_eq!(original["data"], json!({"n": 0, "fail": true}));
     assert_eq!(probe.attempts(), 5 + 3);
     app.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 6. Undecodable payload → dead-lettered at once; the consumer keeps going.
+/// Case 6: Undecodable payload → dead-lettered at once; the consumer keeps going.
 pub async fn c06_undecodable_dead_lettered_at_once(h: Harness) {
     let bus = h.connect().await;
-    if skip_unless(h.name(), "c06", caps(&bus), &[("dead_letter", |c| c.dead_letter)]) {
+    if skip_unless(
+        h.name(),
+        "c06",
+        caps(&bus),
+        &[("dead_letter", |c| c.dead_letter)],
+    ) {
         return;
     }
     let topic = unique("c06");
@@ -228,29 +284,54 @@ pub async fn c06_undecodable_dead_lettered_at_once(h: Harness) {
     let app = start(&bus, &[&watch, &probe]).await;
     let client = app.client();
     client
-        .publish_bytes(&topic, b"\x00 this is not an envelope", PublishOptions::new().envelope(Arc::new(Raw)))
+        .publish_bytes(
+            &topic,
+            b"\x00 this is not an envelope",
+            PublishOptions::new().envelope(Arc::new(Raw)),
+        )
         .await
         .expect("publish garbage");
-    client.publish(&topic, &json!({"n": 7})).await.expect("publish");
+    client
+        .publish(&topic, &json!({"n": 7}))
+        .await
+        .expect("publish");
     assert_eq!(ids(&recv_n(&mut rx, 1).await), BTreeSet::from([7]));
     let d = recv_n(&mut dead, 1).await.remove(0);
-    assert_eq!(&d.body[..], b"\x00 this is not an envelope", "original bytes kept");
+    assert_eq!(
+        &d.body[..],
+        b"\x00 this is not an envelope",
+        "original bytes kept"
+    );
     assert_eq!(d.headers.get(DEAD_LETTER_KIND), Some("undecodable"));
-    assert_eq!(d.headers.get(ATTEMPTS), Some("1"), "no retry for undecodable messages");
-    assert!(d.headers.get(DEAD_LETTER_REASON).unwrap_or("").contains("not a json-base envelope"));
+    assert_eq!(
+        d.headers.get(ATTEMPTS),
+        Some("1"),
+        "no retry for undecodable messages"
+    );
+    assert!(d
+        .headers
+        .get(DEAD_LETTER_REASON)
+        .unwrap_or("")
+        .contains("not a json-base envelope"));
     assert_eq!(probe.attempts(), 1, "the handler never saw the garbage");
     app.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 7. Handler panic → a failure (retried where the bus redelivers); the service keeps running.
+/// Case 7: Handler panic → a failure (retried where the bus redelivers); the service keeps running.
 pub async fn c07_panic_is_a_failure(h: Harness) {
     let bus = h.connect().await;
     let topic = unique("c07");
     let (probe, mut rx) = Probe::new("c07", vec![ProbeRoute::events(&topic).concurrency(1)]);
     let app = start(&bus, &[&probe]).await;
     let client = app.client();
-    client.publish(&topic, &json!({"n": 1, "panic_times": 1})).await.expect("publish");
-    client.publish(&topic, &json!({"n": 2})).await.expect("publish");
+    client
+        .publish(&topic, &json!({"n": 1, "panic_times": 1}))
+        .await
+        .expect("publish");
+    client
+        .publish(&topic, &json!({"n": 2}))
+        .await
+        .expect("publish");
     if caps(&bus).redelivery {
         let got = recv_n(&mut rx, 2).await;
         assert_eq!(ids(&got), BTreeSet::from([1, 2]));
@@ -262,7 +343,7 @@ pub async fn c07_panic_is_a_failure(h: Harness) {
     app.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 8. A single consumer sees messages in publish order.
+/// Case 8: A single consumer sees messages in publish order.
 pub async fn c08_order_preserved_single_consumer(h: Harness) {
     let bus = h.connect().await;
     if skip_unless(h.name(), "c08", caps(&bus), &[("ordered", |c| c.ordered)]) {
@@ -272,17 +353,29 @@ pub async fn c08_order_preserved_single_consumer(h: Harness) {
     let (probe, mut rx) = Probe::new("c08", vec![ProbeRoute::events(&topic).concurrency(1)]);
     let app = start(&bus, &[&probe]).await;
     for n in 0..50u64 {
-        app.client().publish(&topic, &json!({"n": n})).await.expect("publish");
+        app.client()
+            .publish(&topic, &json!({"n": n}))
+            .await
+            .expect("publish");
     }
-    let order: Vec<u64> = recv_n(&mut rx, 50).await.iter().map(|r| r.payload["n"].as_u64().unwrap()).collect();
+    let order: Vec<u64> = recv_n(&mut rx, 50)
+        .await
+        .iter()
+        .map(|r| r.payload["n"].as_u64().unwrap())
+        .collect();
     assert_eq!(order, (0..50).collect::<Vec<_>>());
     app.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 9. Two groups each receive every message; within a group each message once.
+/// Case 9: Two groups each receive every message; within a group each message once.
 pub async fn c09_consumer_groups(h: Harness) {
     let bus = h.connect().await;
-    if skip_unless(h.name(), "c09", caps(&bus), &[("consumer_groups", |c| c.consumer_groups)]) {
+    if skip_unless(
+        h.name(),
+        "c09",
+        caps(&bus),
+        &[("consumer_groups", |c| c.consumer_groups)],
+    ) {
         return;
     }
     let peer = h.peer(&bus).await;
@@ -293,9 +386,16 @@ pub async fn c09_consumer_groups(h: Harness) {
     let app1 = start(&bus, &[&a1, &b]).await;
     let app2 = start(&peer, &[&a2]).await;
     for n in 0..30u64 {
-        app1.client().publish(&topic, &json!({"n": n})).await.expect("publish");
+        app1.client()
+            .publish(&topic, &json!({"n": n}))
+            .await
+            .expect("publish");
     }
-    assert_eq!(ids(&recv_n(&mut rx_b, 30).await), range(30), "group b got everything");
+    assert_eq!(
+        ids(&recv_n(&mut rx_b, 30).await),
+        range(30),
+        "group b got everything"
+    );
     let mut a = Vec::new();
     let deadline = tokio::time::Instant::now() + super::WAIT;
     while a.len() < 30 {
@@ -315,7 +415,7 @@ pub async fn c09_consumer_groups(h: Harness) {
     app2.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 10. Subscriber restart with the same durable name: nothing lost.
+/// Case 10: Subscriber restart with the same durable name: nothing lost.
 pub async fn c10_durable_restart(h: Harness) {
     let bus = h.connect().await;
     if skip_unless(h.name(), "c10", caps(&bus), &[("durable", |c| c.durable)]) {
@@ -325,13 +425,19 @@ pub async fn c10_durable_restart(h: Harness) {
     let (first, mut rx1) = Probe::new("c10", vec![ProbeRoute::events(&topic)]);
     let app = start(&bus, &[&first]).await;
     for n in 0..5u64 {
-        app.client().publish(&topic, &json!({"n": n})).await.expect("publish");
+        app.client()
+            .publish(&topic, &json!({"n": n}))
+            .await
+            .expect("publish");
     }
     assert_eq!(ids(&recv_n(&mut rx1, 5).await), range(5));
     app.shutdown(DRAIN).await.expect("shutdown");
     let producer = kumi::Client::new(h.connect().await);
     for n in 5..10u64 {
-        producer.publish(&topic, &json!({"n": n})).await.expect("publish while down");
+        producer
+            .publish(&topic, &json!({"n": n}))
+            .await
+            .expect("publish while down");
     }
     let (second, mut rx2) = Probe::new("c10", vec![ProbeRoute::events(&topic)]);
     let bus2 = h.connect().await;
@@ -340,21 +446,24 @@ pub async fn c10_durable_restart(h: Harness) {
     app.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 12. With a concurrency limit of K, never more than K handlers at once (and K are used).
+/// Case 12: With a concurrency limit of K, never more than K handlers at once (and K are used).
 pub async fn c12_backpressure_concurrency_limit(h: Harness) {
     let bus = h.connect().await;
     let topic = unique("c12");
     let (probe, mut rx) = Probe::new("c12", vec![ProbeRoute::events(&topic).concurrency(3)]);
     let app = start(&bus, &[&probe]).await;
     for n in 0..12u64 {
-        app.client().publish(&topic, &json!({"n": n, "sleep_ms": 100})).await.expect("publish");
+        app.client()
+            .publish(&topic, &json!({"n": n, "sleep_ms": 100}))
+            .await
+            .expect("publish");
     }
     assert_eq!(ids(&recv_n(&mut rx, 12).await), range(12));
     assert_eq!(probe.max_in_flight(), 3, "the limit is respected and used");
     app.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 13. Graceful shutdown with messages in flight: they finish and are settled; nothing lost.
+/// Case 13: Graceful shutdown with messages in flight: they finish and are settled; nothing lost.
 pub async fn c13_graceful_shutdown_in_flight(h: Harness) {
     let bus = h.connect().await;
     let topic = unique("c13");
@@ -362,7 +471,10 @@ pub async fn c13_graceful_shutdown_in_flight(h: Harness) {
     let app = start(&bus, &[&probe]).await;
     let client = app.client();
     for n in 0..5u64 {
-        client.publish(&topic, &json!({"n": n, "sleep_ms": 400})).await.expect("publish");
+        client
+            .publish(&topic, &json!({"n": n, "sleep_ms": 400}))
+            .await
+            .expect("publish");
     }
     let deadline = Instant::now() + super::WAIT;
     while probe.in_flight() < 5 {
@@ -371,9 +483,16 @@ pub async fn c13_graceful_shutdown_in_flight(h: Harness) {
     }
     let report = app.shutdown(DRAIN).await.expect("shutdown");
     assert_eq!(report.abandoned, 0, "nothing abandoned: {report:?}");
-    assert_eq!(probe.in_flight(), 0, "in-flight handlers finished before the bus closed");
+    assert_eq!(
+        probe.in_flight(),
+        0,
+        "in-flight handlers finished before the bus closed"
+    );
     assert_eq!(ids(&recv_n(&mut rx, 5).await), range(5));
-    let err = client.publish(&topic, &json!({"n": 99})).await.expect_err("publish after stop");
+    let err = client
+        .publish(&topic, &json!({"n": 99}))
+        .await
+        .expect_err("publish after stop");
     assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
 }
 
@@ -385,7 +504,7 @@ struct Order {
     note: Option<String>,
 }
 
-/// 14. Envelope round trip: the same value through JsonBase (plain and compressed) and Raw; and
+/// Case 14: Envelope round trip: the same value through JsonBase (plain and compressed) and Raw; and
 /// hand-written tomodachi messages (WIRE.md §1) decode.
 pub async fn c14_envelope_round_trip(h: Harness) {
     let bus = h.connect().await;
@@ -393,29 +512,60 @@ pub async fn c14_envelope_round_trip(h: Harness) {
     let raw_topic = unique("c14r");
     let (probe, mut rx) = Probe::new(
         "c14",
-        vec![ProbeRoute::events(&json_topic), ProbeRoute::events(&raw_topic).raw()],
+        vec![
+            ProbeRoute::events(&json_topic),
+            ProbeRoute::events(&raw_topic).raw(),
+        ],
     );
     let app = start(&bus, &[&probe]).await;
     let client = app.client();
-    let small = Order { id: 1, items: vec!["tea".into(), "ほうじ茶".into()], total: 12.5, note: None };
-    let large = Order { id: 2, items: vec![], total: 0.1, note: Some("x".repeat(70_000)) };
+    let small = Order {
+        id: 1,
+        items: vec!["tea".into(), "ほうじ茶".into()],
+        total: 12.5,
+        note: None,
+    };
+    let large = Order {
+        id: 2,
+        items: vec![],
+        total: 0.1,
+        note: Some("x".repeat(70_000)),
+    };
 
     for order in [&small, &large] {
-        client.publish(&json_topic, order).await.expect("publish json-base");
+        client
+            .publish(&json_topic, order)
+            .await
+            .expect("publish json-base");
         let r = recv_n(&mut rx, 1).await.remove(0);
-        assert_eq!(serde_json::from_value::<Order>(r.payload.clone()).unwrap(), *order);
+        assert_eq!(
+            serde_json::from_value::<Order>(r.payload.clone()).unwrap(),
+            *order
+        );
         let body: Value = serde_json::from_slice(&r.body).unwrap();
         let compressed = order.note.is_some();
         assert_eq!(
             body["metadata"]["data_encoding"],
-            if compressed { "base64_gzip_json" } else { "raw" }
+            if compressed {
+                "base64_gzip_json"
+            } else {
+                "raw"
+            }
         );
         client
-            .publish_with(&raw_topic, order, PublishOptions::new().envelope(Arc::new(Raw)))
+            .publish_with(
+                &raw_topic,
+                order,
+                PublishOptions::new().envelope(Arc::new(Raw)),
+            )
             .await
             .expect("publish raw");
         let r = recv_n(&mut rx, 1).await.remove(0);
-        assert_eq!(serde_json::from_slice::<Order>(&r.body).unwrap(), *order, "raw body is the bare JSON");
+        assert_eq!(
+            serde_json::from_slice::<Order>(&r.body).unwrap(),
+            *order,
+            "raw body is the bare JSON"
+        );
     }
 
     // A message as tomodachi writes it (Python json.dumps), sent as bytes.
@@ -433,21 +583,47 @@ pub async fn c14_envelope_round_trip(h: Harness) {
         r#"{{"service": {{"name": "legacy-service", "uuid": "u1"}}, "metadata": {{"message_uuid": "u1.m2", "protocol_version": "tomodachi-json-base--1.0.0", "compatible_protocol_versions": ["json_base-wip"], "timestamp": 1732700001.5, "topic": "{json_topic}", "data_encoding": "base64_gzip_json"}}, "data": "{b64}"}}"#
     );
     for (body, want) in [
-        (tomodachi, Order { id: 3, items: vec!["café".into()], total: 1.0, note: None }),
-        (tomodachi_big, Order { id: 4, items: vec![], total: 2.25, note: Some(big_note.clone()) }),
+        (
+            tomodachi,
+            Order {
+                id: 3,
+                items: vec!["café".into()],
+                total: 1.0,
+                note: None,
+            },
+        ),
+        (
+            tomodachi_big,
+            Order {
+                id: 4,
+                items: vec![],
+                total: 2.25,
+                note: Some(big_note.clone()),
+            },
+        ),
     ] {
         client
-            .publish_bytes(&json_topic, body.as_bytes(), PublishOptions::new().envelope(Arc::new(Raw)))
+            .publish_bytes(
+                &json_topic,
+                body.as_bytes(),
+                PublishOptions::new().envelope(Arc::new(Raw)),
+            )
             .await
             .expect("publish tomodachi bytes");
         let r = recv_n(&mut rx, 1).await.remove(0);
         assert_eq!(serde_json::from_value::<Order>(r.payload).unwrap(), want);
-        assert!(r.message_id.as_deref().unwrap_or("").starts_with("7bd5fd9b") || r.message_id.as_deref() == Some("u1.m2"));
+        assert!(
+            r.message_id
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("7bd5fd9b")
+                || r.message_id.as_deref() == Some("u1.m2")
+        );
     }
     app.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 15. Correlation id and trace context propagate to the messages a handler publishes.
+/// Case 15: Correlation id and trace context propagate to the messages a handler publishes.
 pub async fn c15_correlation_and_trace_propagate(h: Harness) {
     let bus = h.connect().await;
     let first = unique("c15a");
@@ -460,7 +636,10 @@ pub async fn c15_correlation_and_trace_propagate(h: Harness) {
         .publish_with(
             &first,
             &json!({"n": 1, "forward": second}),
-            PublishOptions::new().correlation_id("corr-123").header("traceparent", tp).header("tracestate", "k=v"),
+            PublishOptions::new()
+                .correlation_id("corr-123")
+                .header("traceparent", tp)
+                .header("tracestate", "k=v"),
         )
         .await
         .expect("publish");
@@ -471,17 +650,26 @@ pub async fn c15_correlation_and_trace_propagate(h: Harness) {
     assert_eq!(fwd.headers.get("tracestate"), Some("k=v"));
 
     // Without a correlation id, the handled message's id becomes the correlation id.
-    let id = app.client().publish(&first, &json!({"n": 2, "forward": second})).await.expect("publish");
+    let id = app
+        .client()
+        .publish(&first, &json!({"n": 2, "forward": second}))
+        .await
+        .expect("publish");
     recv_n(&mut rx_a, 1).await;
     let fwd = recv_n(&mut rx_b, 1).await.remove(0);
     assert_eq!(fwd.correlation_id.as_deref(), Some(id.as_str()));
     app.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 16. Requests get the handler's reply; concurrent requests are correlated correctly.
+/// Case 16: Requests get the handler's reply; concurrent requests are correlated correctly.
 pub async fn c16_request_reply_concurrent(h: Harness) {
     let bus = h.connect().await;
-    if skip_unless(h.name(), "c16", caps(&bus), &[("request_reply", |c| c.request_reply)]) {
+    if skip_unless(
+        h.name(),
+        "c16",
+        caps(&bus),
+        &[("request_reply", |c| c.request_reply)],
+    ) {
         return;
     }
     let topic = unique("c16");
@@ -492,7 +680,10 @@ pub async fn c16_request_reply_concurrent(h: Harness) {
         let client = app.client();
         let topic = topic.clone();
         tasks.push(tokio::spawn(async move {
-            let reply: Value = client.request(&topic, &json!({"n": n, "sleep_ms": (n % 5) * 10})).await.expect("request");
+            let reply: Value = client
+                .request(&topic, &json!({"n": n, "sleep_ms": (n % 5) * 10}))
+                .await
+                .expect("request");
             (n, reply)
         }));
     }
@@ -504,17 +695,24 @@ pub async fn c16_request_reply_concurrent(h: Harness) {
     app.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 17. Nobody serves the topic → "no responders" fast where the bus can tell, else a timeout; a
+/// Case 17: Nobody serves the topic → "no responders" fast where the bus can tell, else a timeout; a
 /// slow handler → a timeout. Distinct error kinds.
 pub async fn c17_no_responders_vs_timeout(h: Harness) {
     let bus = h.connect().await;
-    if skip_unless(h.name(), "c17", caps(&bus), &[("request_reply", |c| c.request_reply)]) {
+    if skip_unless(
+        h.name(),
+        "c17",
+        caps(&bus),
+        &[("request_reply", |c| c.request_reply)],
+    ) {
         return;
     }
     let topic = unique("c17");
     let (probe, _rx) = Probe::new("c17", vec![ProbeRoute::requests(&topic)]);
     let app = start(&bus, &[&probe]).await;
-    let client = app.client().with_request_timeout(Duration::from_millis(500));
+    let client = app
+        .client()
+        .with_request_timeout(Duration::from_millis(500));
     let t0 = Instant::now();
     let err = client
         .request::<_, Value>(&unique("c17-nobody"), &json!({}))
@@ -535,31 +733,48 @@ pub async fn c17_no_responders_vs_timeout(h: Harness) {
     app.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 18. A failing request handler → the requester gets an error (code 500), not a hang.
+/// Case 18: A failing request handler → the requester gets an error (code 500), not a hang.
 pub async fn c18_request_handler_error(h: Harness) {
     let bus = h.connect().await;
-    if skip_unless(h.name(), "c18", caps(&bus), &[("request_reply", |c| c.request_reply)]) {
+    if skip_unless(
+        h.name(),
+        "c18",
+        caps(&bus),
+        &[("request_reply", |c| c.request_reply)],
+    ) {
         return;
     }
     let topic = unique("c18");
     let (probe, _rx) = Probe::new("c18", vec![ProbeRoute::requests(&topic)]);
     let app = start(&bus, &[&probe]).await;
     let client = app.client().with_request_timeout(Duration::from_secs(5));
-    let err = client.request::<_, Value>(&topic, &json!({"fail": true})).await.expect_err("handler fails");
+    let err = client
+        .request::<_, Value>(&topic, &json!({"fail": true}))
+        .await
+        .expect_err("handler fails");
     assert_eq!(err.kind(), ErrorKind::Remote, "{err}");
     assert_eq!(err.code(), Some(500));
     assert!(err.to_string().contains("always fails"), "{err}");
-    let err = client.request::<_, Value>(&topic, &json!({"panic_times": 1})).await.expect_err("handler panics");
+    let err = client
+        .request::<_, Value>(&topic, &json!({"panic_times": 1}))
+        .await
+        .expect_err("handler panics");
     assert_eq!(err.code(), Some(500), "{err}");
-    let ok: Value = client.request(&topic, &json!({"n": 5})).await.expect("still serving");
+    let ok: Value = client
+        .request(&topic, &json!({"n": 5}))
+        .await
+        .expect("still serving");
     assert_eq!(ok["echo"]["n"], 5);
     app.shutdown(DRAIN).await.expect("shutdown");
 }
 
-/// 19. An unreachable broker → a clear error naming the URL (never "Ok but dead").
+/// Case 19: An unreachable broker → a clear error naming the URL (never "Ok but dead").
 pub async fn c19_unreachable_broker(h: Harness) {
     let Some(url) = h.unreachable_url() else {
-        eprintln!("SKIPPED [{}] conformance case 'c19': the bus has no remote broker", h.name());
+        eprintln!(
+            "SKIPPED [{}] conformance case 'c19': the bus has no remote broker",
+            h.name()
+        );
         return;
     };
     let result = tokio::time::timeout(Duration::from_secs(60), kumi::connect(&url)).await;
@@ -568,11 +783,20 @@ pub async fn c19_unreachable_broker(h: Harness) {
         Ok(Err(e)) => e,
         Err(_) => panic!("connecting to {url} hung"),
     };
-    let host_port = url.split("://").nth(1).unwrap_or(&url).split(['/', '?']).next().unwrap_or("");
-    assert!(err.to_string().contains(host_port), "error names the URL: {err}");
+    let host_port = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(&url)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("");
+    assert!(
+        err.to_string().contains(host_port),
+        "error names the URL: {err}"
+    );
 }
 
-/// 20. Stop is idempotent; publish and request after stop are errors.
+/// Case 20: Stop is idempotent; publish and request after stop are errors.
 pub async fn c20_stop_idempotent_publish_after_stop(h: Harness) {
     let bus = h.connect().await;
     let topic = unique("c20");
@@ -580,32 +804,59 @@ pub async fn c20_stop_idempotent_publish_after_stop(h: Harness) {
     let app = start(&bus, &[&probe]).await;
     let client = app.client();
     app.shutdown(DRAIN).await.expect("first stop");
-    bus.shutdown(Instant::now() + DRAIN).await.expect("second stop is a no-op");
-    let err = client.publish(&topic, &json!({"n": 1})).await.expect_err("publish after stop");
+    bus.shutdown(Instant::now() + DRAIN)
+        .await
+        .expect("second stop is a no-op");
+    let err = client
+        .publish(&topic, &json!({"n": 1}))
+        .await
+        .expect_err("publish after stop");
     assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
     if caps(&bus).request_reply {
-        let err = client.request::<_, Value>(&topic, &json!({})).await.expect_err("request after stop");
+        let err = client
+            .request::<_, Value>(&topic, &json!({}))
+            .await
+            .expect_err("request after stop");
         assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
     }
 }
 
-/// 21. Wildcards: `*` matches one token, `>` the rest.
+/// Case 21: Wildcards: `*` matches one token, `>` the rest.
 pub async fn c21_wildcards(h: Harness) {
     let bus = h.connect().await;
-    if skip_unless(h.name(), "c21", caps(&bus), &[("wildcards", |c| c.wildcards)]) {
+    if skip_unless(
+        h.name(),
+        "c21",
+        caps(&bus),
+        &[("wildcards", |c| c.wildcards)],
+    ) {
         return;
     }
     let base = unique("c21");
     let (one, mut rx_one) = Probe::new("c21-one", vec![ProbeRoute::events(&format!("{base}.*"))]);
-    let (rest, mut rx_rest) = Probe::new("c21-rest", vec![ProbeRoute::events(&format!("{base}.>"))]);
+    let (rest, mut rx_rest) =
+        Probe::new("c21-rest", vec![ProbeRoute::events(&format!("{base}.>"))]);
     let app = start(&bus, &[&one, &rest]).await;
     let client = app.client();
-    client.publish(&format!("{base}.a"), &json!({"n": 1})).await.expect("publish");
-    client.publish(&format!("{base}.b.c"), &json!({"n": 2})).await.expect("publish");
-    client.publish(&format!("{base}x.a"), &json!({"n": 3})).await.expect("publish");
+    client
+        .publish(&format!("{base}.a"), &json!({"n": 1}))
+        .await
+        .expect("publish");
+    client
+        .publish(&format!("{base}.b.c"), &json!({"n": 2}))
+        .await
+        .expect("publish");
+    client
+        .publish(&format!("{base}x.a"), &json!({"n": 3}))
+        .await
+        .expect("publish");
     let got = recv_n(&mut rx_one, 1).await;
     assert_eq!(ids(&got), BTreeSet::from([1]));
-    assert_eq!(got[0].topic, format!("{base}.a"), "the concrete topic is reported");
+    assert_eq!(
+        got[0].topic,
+        format!("{base}.a"),
+        "the concrete topic is reported"
+    );
     assert_eq!(ids(&recv_n(&mut rx_rest, 2).await), BTreeSet::from([1, 2]));
     assert_quiet(&mut rx_one, QUIET).await;
     assert_quiet(&mut rx_rest, QUIET).await;

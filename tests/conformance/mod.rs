@@ -48,8 +48,11 @@ pub fn unique(case: &str) -> String {
     format!("conf.{case}.{n}.{r:08x}")
 }
 
+/// A named capability test, e.g. `("durable", |c| c.durable)`.
+pub type Needs<'a> = (&'a str, fn(&Capabilities) -> bool);
+
 /// True (and a visible `SKIPPED` line) when the bus lacks `needed`.
-pub fn skip_unless(bus: &str, case: &str, caps: Capabilities, needed: &[(&str, fn(&Capabilities) -> bool)]) -> bool {
+pub fn skip_unless(bus: &str, case: &str, caps: Capabilities, needed: &[Needs<'_>]) -> bool {
     let missing: Vec<&str> = needed
         .iter()
         .filter(|(_, has)| !has(&caps))
@@ -68,7 +71,10 @@ pub fn skip_unless(bus: &str, case: &str, caps: Capabilities, needed: &[(&str, f
 
 /// The set of `"n"` fields of received payloads.
 pub fn ids(received: &[Received]) -> BTreeSet<u64> {
-    received.iter().filter_map(|r| r.payload["n"].as_u64()).collect()
+    received
+        .iter()
+        .filter_map(|r| r.payload["n"].as_u64())
+        .collect()
 }
 
 /// Shared handle to a harness.

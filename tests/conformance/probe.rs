@@ -105,7 +105,10 @@ pub struct Probe {
 
 impl Probe {
     /// A probe named `name` (its default consumer group) with `routes`, and the receiving end.
-    pub fn new(name: &str, routes: Vec<ProbeRoute>) -> (Arc<Self>, mpsc::UnboundedReceiver<Received>) {
+    pub fn new(
+        name: &str,
+        routes: Vec<ProbeRoute>,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Received>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let p = Arc::new(Self {
             name: name.to_owned(),
@@ -157,7 +160,10 @@ impl Probe {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         let attempt = u64::from(m.attempt);
-        if payload["panic_times"].as_u64().is_some_and(|n| attempt <= n) {
+        if payload["panic_times"]
+            .as_u64()
+            .is_some_and(|n| attempt <= n)
+        {
             panic!("probe panics on attempt {attempt} as asked");
         }
         if payload["fail_times"].as_u64().is_some_and(|n| attempt <= n) {

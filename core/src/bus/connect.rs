@@ -55,7 +55,8 @@ impl fmt::Debug for Connectors {
 impl Connectors {
     /// Registers (or replaces) the connector for `scheme`.
     pub fn register(&mut self, scheme: &str, connector: BusConnector) {
-        self.by_scheme.insert(scheme.to_ascii_lowercase(), connector);
+        self.by_scheme
+            .insert(scheme.to_ascii_lowercase(), connector);
     }
 
     /// Opens the bus `url` names. Errors name the URL (credentials removed) and, for a known

@@ -29,7 +29,7 @@ use super::{
     validate_pattern, validate_topic, Bus, Capabilities, Delivery, DrainReport, Reply, RouteKind,
     Settlement, Subscription,
 };
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, RouteService};
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::{Headers, Message, Outgoing};
 
@@ -219,8 +219,9 @@ impl MemoryBus {
             let queue = Arc::clone(queue);
             let dispatcher = Arc::clone(dispatcher);
             let task = tokio::spawn(async move {
+                let mut service = dispatcher.service();
                 while let Ok(item) = queue.rx.recv().await {
-                    bus.handle(&queue, &dispatcher, item).await;
+                    bus.handle(&queue, &dispatcher, &mut service, item).await;
                 }
             });
             handles.push(task.abort_handle());
@@ -232,8 +233,14 @@ impl MemoryBus {
             .extend(handles);
     }
 
-    async fn handle(&self, queue: &Arc<Queue>, dispatcher: &Dispatcher, mut item: Item) {
-        let settlement = dispatcher.dispatch(item.message()).await;
+    async fn handle(
+        &self,
+        queue: &Arc<Queue>,
+        dispatcher: &Dispatcher,
+        service: &mut RouteService,
+        mut item: Item,
+    ) {
+        let settlement = dispatcher.dispatch_with(service, item.message()).await;
         match settlement {
             Settlement::Ack => self.settle_one(),
             Settlement::Reply(reply) => {
@@ -310,7 +317,10 @@ impl Bus for MemoryBus {
         if self.inner.draining.load(Ordering::Acquire) {
             return Err(Error::new(
                 ErrorKind::Closed,
-                format!("memory:// bus is stopping; cannot subscribe to '{}'", sub.topic),
+                format!(
+                    "memory:// bus is stopping; cannot subscribe to '{}'",
+                    sub.topic
+                ),
             ));
         }
         let queue = {
@@ -318,15 +328,16 @@ impl Bus for MemoryBus {
             let existing = match &sub.delivery {
                 Delivery::Group(_) => guard
                     .iter()
-                    .find(|q| q.pattern == sub.topic && q.delivery == sub.delivery && q.kind == sub.kind)
+                    .find(|q| {
+                        q.pattern == sub.topic && q.delivery == sub.delivery && q.kind == sub.kind
+                    })
                     .cloned(),
                 Delivery::Broadcast => None,
             };
             match existing {
                 Some(q) => q,
                 None => {
-                    let (tx, rx) =
-                        async_channel::bounded(self.inner.capacity.max(sub.concurrency));
+                    let (tx, rx) = async_channel::bounded(self.inner.capacity.max(sub.concurrency));
                     let q = Arc::new(Queue {
                         pattern: sub.topic.clone(),
                         delivery: sub.delivery.clone(),
@@ -397,14 +408,21 @@ impl Bus for MemoryBus {
         };
         match tokio::time::timeout_at(deadline, self.enqueue(&queue, item)).await {
             Ok(true) => {}
-            Ok(false) => return Err(Error::new(ErrorKind::Closed, format!("memory:// bus closed; request on '{topic}' not sent"))),
+            Ok(false) => {
+                return Err(Error::new(
+                    ErrorKind::Closed,
+                    format!("memory:// bus closed; request on '{topic}' not sent"),
+                ))
+            }
             Err(_) => return Err(timed_out()),
         }
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(Error::new(
                 ErrorKind::Closed,
-                format!("request on topic '{topic}' was dropped before it was answered (bus stopping)"),
+                format!(
+                    "request on topic '{topic}' was dropped before it was answered (bus stopping)"
+                ),
             )),
             Err(_) => Err(timed_out()),
         }
@@ -432,7 +450,13 @@ impl Bus for MemoryBus {
         for q in self.snapshot().iter() {
             q.tx.close();
         }
-        for w in self.inner.workers.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for w in self
+            .inner
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             w.abort();
         }
         let abandoned = self.inner.pending.load(Ordering::Acquire);

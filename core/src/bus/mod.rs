@@ -10,9 +10,9 @@
 //!
 //! Transports never decide retry policy; dispatchers never touch a broker.
 
+pub(crate) mod connect;
 pub mod memory;
 pub(crate) mod topic;
-pub(crate) mod connect;
 
 use std::fmt;
 use std::sync::Arc;

@@ -20,8 +20,8 @@ fn check(s: &str, wildcards: bool) -> Result<()> {
     if s.is_empty() {
         return Err(Error::config(format!("{what} must not be empty")));
     }
-    let tokens: Vec<&str> = s.split('.').collect();
-    for (i, token) in tokens.iter().enumerate() {
+    let count = s.split('.').count();
+    for (i, token) in s.split('.').enumerate() {
         if token.is_empty() {
             return Err(Error::config(format!(
                 "{what} '{s}' has an empty token (leading, trailing or double '.')"
@@ -30,13 +30,13 @@ fn check(s: &str, wildcards: bool) -> Result<()> {
         if token.chars().any(char::is_whitespace) {
             return Err(Error::config(format!("{what} '{s}' contains whitespace")));
         }
-        let is_wild = matches!(*token, "*" | ">" | "#");
+        let is_wild = matches!(token, "*" | ">" | "#");
         if is_wild && !wildcards {
             return Err(Error::config(format!(
                 "topic '{s}' contains the wildcard '{token}'; publish to a concrete topic"
             )));
         }
-        if *token == ">" && i != tokens.len() - 1 {
+        if token == ">" && i != count - 1 {
             return Err(Error::config(format!(
                 "{what} '{s}': '>' is only allowed as the last token"
             )));
@@ -54,6 +54,9 @@ fn check(s: &str, wildcards: bool) -> Result<()> {
 pub(crate) fn matches(pattern: &str, topic: &str) -> bool {
     if pattern == topic {
         return true;
+    }
+    if !pattern.contains(['*', '>', '#']) {
+        return false;
     }
     let p: Vec<&str> = pattern.split('.').collect();
     let t: Vec<&str> = topic.split('.').collect();

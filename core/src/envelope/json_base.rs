@@ -29,11 +29,11 @@ const MAX_INFLATED: u64 = 256 * 1024 * 1024;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonBase;
 
+/// Everything before `data`; the payload (already JSON text) is appended without re-parsing it.
 #[derive(Serialize)]
-struct OutEnvelope<'a> {
+struct OutHead<'a> {
     service: OutService<'a>,
     metadata: OutMetadata<'a>,
-    data: &'a RawValue,
 }
 
 #[derive(Serialize)]
@@ -83,28 +83,26 @@ struct InMetadata<'a> {
 }
 
 impl JsonBase {
-    fn data_field(payload: &[u8]) -> Result<(Box<RawValue>, &'static str)> {
+    /// The `data` value as JSON text, and its `data_encoding`.
+    fn data_field(payload: &[u8]) -> Result<(std::borrow::Cow<'_, [u8]>, &'static str)> {
         if payload.len() < COMPRESS_THRESHOLD {
-            let text = std::str::from_utf8(payload)
-                .map_err(|e| Error::codec("json-base payload is not UTF-8 JSON").with_source(e))?;
-            let raw = RawValue::from_string(text.to_owned())
-                .map_err(|e| Error::codec("json-base payload is not valid JSON").with_source(e))?;
-            return Ok((raw, "raw"));
+            return Ok((std::borrow::Cow::Borrowed(payload), "raw"));
         }
         let mut z = flate2::write::ZlibEncoder::new(
             Vec::with_capacity(payload.len() / 4),
             flate2::Compression::default(),
         );
-        z.write_all(payload)
+        let compressed = z
+            .write_all(payload)
             .and_then(|()| z.finish())
-            .map(|compressed| {
-                let b64 = base64::engine::general_purpose::STANDARD.encode(compressed);
-                // A base64 string needs no escaping, so quoting it is valid JSON.
-                let raw = RawValue::from_string(format!("\"{b64}\""))
-                    .expect("a quoted base64 string is valid JSON");
-                (raw, "base64_gzip_json")
-            })
-            .map_err(|e| Error::codec("cannot compress json-base payload").with_source(e))
+            .map_err(|e| Error::codec("cannot compress json-base payload").with_source(e))?;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(compressed);
+        // A base64 string needs no escaping: quoting it makes a JSON string.
+        let mut quoted = Vec::with_capacity(b64.len() + 2);
+        quoted.push(b'"');
+        quoted.extend_from_slice(b64.as_bytes());
+        quoted.push(b'"');
+        Ok((std::borrow::Cow::Owned(quoted), "base64_gzip_json"))
     }
 }
 
@@ -117,13 +115,17 @@ impl Envelope for JsonBase {
         JsonStyle::Python
     }
 
+    fn requires_json(&self) -> bool {
+        true
+    }
+
     fn encode(&self, cx: &EncodeContext<'_>, payload: &[u8]) -> Result<Encoded> {
         let (data, data_encoding) = Self::data_field(payload)?;
         let message_uuid = format!("{}.{}", cx.instance_id, uuid::Uuid::new_v4());
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let envelope = OutEnvelope {
+        let head = OutHead {
             service: OutService {
                 name: cx.service_name,
                 uuid: cx.instance_id,
@@ -136,10 +138,15 @@ impl Envelope for JsonBase {
                 topic: cx.topic,
                 data_encoding,
             },
-            data: &data,
         };
-        let body = python_json::to_vec(&envelope)
+        let mut body = python_json::to_vec_with_capacity(&head, 320 + cx.topic.len() + data.len())
             .map_err(|e| Error::codec("cannot encode json-base envelope").with_source(e))?;
+        // `{"service": .., "metadata": ..}` becomes `{"service": .., "metadata": .., "data": <payload>}`.
+        body.pop();
+        body.reserve(data.len() + 11);
+        body.extend_from_slice(b", \"data\": ");
+        body.extend_from_slice(&data);
+        body.push(b'}');
         Ok(Encoded {
             body: Bytes::from(body),
             message_id: message_uuid,
@@ -179,9 +186,16 @@ impl Envelope for JsonBase {
             }
         };
         if let Some(id) = env.metadata.message_uuid {
-            message.message_id = Some(id.into_owned());
+            // Transports often already carry the same id; keep that allocation.
+            if message.message_id.as_deref() != Some(id.as_ref()) {
+                message.message_id = Some(id.into_owned());
+            }
         }
-        if let Some(ts) = env.metadata.timestamp.filter(|t| t.is_finite() && *t >= 0.0) {
+        if let Some(ts) = env
+            .metadata
+            .timestamp
+            .filter(|t| t.is_finite() && *t >= 0.0)
+        {
             message.timestamp = UNIX_EPOCH.checked_add(Duration::from_secs_f64(ts));
         }
         if let Some(service) = env.service {
@@ -257,7 +271,10 @@ mod tests {
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert_eq!(keys.len(), 3);
         assert!(body.starts_with(r#"{"service": {"name": "orders", "uuid": "2b7a0e6c-1d0a-4c55-9f0e-2ad1b1a3c9d4"}, "metadata": {"message_uuid": "2b7a0e6c-1d0a-4c55-9f0e-2ad1b1a3c9d4."#), "{body}");
-        assert_eq!(v["service"], json!({"name": "orders", "uuid": "2b7a0e6c-1d0a-4c55-9f0e-2ad1b1a3c9d4"}));
+        assert_eq!(
+            v["service"],
+            json!({"name": "orders", "uuid": "2b7a0e6c-1d0a-4c55-9f0e-2ad1b1a3c9d4"})
+        );
         let md = &v["metadata"];
         assert_eq!(md.as_object().unwrap().len(), 6);
         let uuid = md["message_uuid"].as_str().unwrap();
@@ -268,14 +285,17 @@ mod tests {
         assert_eq!(md["protocol_version"], "tomodachi-json-base--1.0.0");
         assert_eq!(md["compatible_protocol_versions"], json!(["json_base-wip"]));
         let ts = md["timestamp"].as_f64().unwrap();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
         assert!((now - ts).abs() < 5.0, "epoch seconds as a float: {ts}");
         assert_eq!(md["topic"], "orders.created");
         assert_eq!(md["data_encoding"], "raw");
         assert_eq!(v["data"], json!({"id": 1, "name": "tea"}));
         // Python's json.dumps text style, key order service, metadata, data.
-        let tail = format!(r#", "topic": "orders.created", "data_encoding": "raw"}}, "data": {{"id": 1, "name": "tea"}}}}"#);
-        assert!(body.ends_with(&tail), "{body}");
+        let tail = r#", "topic": "orders.created", "data_encoding": "raw"}, "data": {"id": 1, "name": "tea"}}"#;
+        assert!(body.ends_with(tail), "{body}");
         assert!(body.contains(r#""protocol_version": "tomodachi-json-base--1.0.0", "compatible_protocol_versions": ["json_base-wip"], "timestamp": "#));
     }
 
@@ -286,9 +306,13 @@ mod tests {
         assert_eq!(v["metadata"]["data_encoding"], "base64_gzip_json");
         let b64 = v["data"].as_str().unwrap();
         assert!(b64.starts_with("eJ"), "zlib (78 9c) in base64");
-        let raw = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
         let mut text = String::new();
-        flate2::read::ZlibDecoder::new(&raw[..]).read_to_string(&mut text).unwrap();
+        flate2::read::ZlibDecoder::new(&raw[..])
+            .read_to_string(&mut text)
+            .unwrap();
         assert_eq!(text, format!("\"{}\"", "x".repeat(59_998)));
         // One byte less stays raw.
         let (v, _, _) = encode(&json!("x".repeat(59_997)));
@@ -301,7 +325,10 @@ mod tests {
             let (_, _, encoded) = encode(&payload);
             let mut m = Message::new("orders.created", encoded.body);
             JsonBase.decode(&mut m).unwrap();
-            assert_eq!(serde_json::from_slice::<Value>(&m.payload).unwrap(), payload);
+            assert_eq!(
+                serde_json::from_slice::<Value>(&m.payload).unwrap(),
+                payload
+            );
             assert_eq!(m.message_id.as_deref(), Some(encoded.message_id.as_str()));
             assert_eq!(m.producer.name.as_deref(), Some("orders"));
             assert!(m.timestamp.is_some());
@@ -315,10 +342,17 @@ mod tests {
         let mut m = Message::new("orders.created", body.clone());
         JsonBase.decode(&mut m).unwrap();
         assert_eq!(&m.payload[..], br#"{"id": 9, "note": "caf\u00e9"}"#);
-        assert_eq!(m.payload.as_ptr(), body[body.len() - m.payload.len() - 1..].as_ptr(), "payload is a slice of the body");
+        assert_eq!(
+            m.payload.as_ptr(),
+            body[body.len() - m.payload.len() - 1..].as_ptr(),
+            "payload is a slice of the body"
+        );
         assert_eq!(m.message_id.as_deref(), Some("5f0c.9d1e"));
         assert_eq!(m.producer.instance.as_deref(), Some("5f0c"));
-        assert_eq!(m.timestamp, UNIX_EPOCH.checked_add(Duration::from_secs_f64(1732700000.5)));
+        assert_eq!(
+            m.timestamp,
+            UNIX_EPOCH.checked_add(Duration::from_secs_f64(1732700000.5))
+        );
     }
 
     #[test]
@@ -336,7 +370,12 @@ mod tests {
             assert!(e.contains(needle) && e.contains("t.x"), "{e}");
         }
         // The legacy protocol name is accepted.
-        let mut m = Message::new("t", Bytes::from_static(br#"{"metadata": {"protocol_version": "json_base-wip"}, "data": 1}"#));
+        let mut m = Message::new(
+            "t",
+            Bytes::from_static(
+                br#"{"metadata": {"protocol_version": "json_base-wip"}, "data": 1}"#,
+            ),
+        );
         JsonBase.decode(&mut m).unwrap();
         assert_eq!(&m.payload[..], b"1");
     }

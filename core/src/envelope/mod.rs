@@ -76,7 +76,14 @@ pub trait Envelope: Send + Sync + fmt::Debug + 'static {
         JsonStyle::Compact
     }
 
-    /// Wraps `payload` (already serialized) into a wire body.
+    /// True when payloads must be JSON text (checked for pre-serialized payloads given to
+    /// [`Client::publish_bytes`](crate::Client::publish_bytes); typed payloads always are).
+    fn requires_json(&self) -> bool {
+        false
+    }
+
+    /// Wraps `payload` (already serialized; JSON text if [`Envelope::requires_json`]) into a wire
+    /// body.
     fn encode(&self, cx: &EncodeContext<'_>, payload: &[u8]) -> Result<Encoded>;
 
     /// Unwraps `message.body`: sets `payload`, and the message id, timestamp and producer where the

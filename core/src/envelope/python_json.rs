@@ -8,7 +8,16 @@ use serde_json::ser::{CompactFormatter, Formatter, Serializer};
 
 /// Serializes `value` as Python's `json.dumps(value)` would.
 pub(crate) fn to_vec<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(128);
+    to_vec_with_capacity(value, 256)
+}
+
+/// Like [`to_vec`], starting with a buffer of `capacity` bytes (to append more without
+/// reallocating).
+pub(crate) fn to_vec_with_capacity<T: Serialize + ?Sized>(
+    value: &T,
+    capacity: usize,
+) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(capacity);
     let mut ser = Serializer::with_formatter(&mut out, PythonFormatter);
     value.serialize(&mut ser)?;
     Ok(out)
@@ -18,7 +27,11 @@ pub(crate) fn to_vec<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec
 struct PythonFormatter;
 
 impl Formatter for PythonFormatter {
-    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if first {
             Ok(())
         } else {
@@ -26,7 +39,11 @@ impl Formatter for PythonFormatter {
         }
     }
 
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if first {
             Ok(())
         } else {
@@ -134,7 +151,10 @@ mod tests {
             String::from_utf8(to_vec(&v).unwrap()).unwrap(),
             r#"{"a": [1, 2, {"b": null}], "t": true, "\u00e9": "snow \u2603 \ud83d\ude00"}"#
         );
-        assert_eq!(String::from_utf8(to_vec("\x7f\n").unwrap()).unwrap(), r#""\u007f\n""#);
+        assert_eq!(
+            String::from_utf8(to_vec("\x7f\n").unwrap()).unwrap(),
+            r#""\u007f\n""#
+        );
     }
 
     #[test]

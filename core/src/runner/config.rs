@@ -88,17 +88,36 @@ mod tests {
 
     #[test]
     fn flags_parse_and_bad_values_name_the_setting() {
-        let c = Config::from_args(["svc", "--bus", "memory://", "--log-format", "json", "--drain-timeout", "5s"]).unwrap();
+        let c = Config::from_args([
+            "svc",
+            "--bus",
+            "memory://",
+            "--log-format",
+            "json",
+            "--drain-timeout",
+            "5s",
+        ])
+        .unwrap();
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.drain_timeout, Duration::from_secs(5));
-        let e = Config::from_args(["svc", "--log-format", "xml"]).unwrap_err().to_string();
+        let e = Config::from_args(["svc", "--log-format", "xml"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--log-format"), "{e}");
-        let e = Config::from_args(["svc", "--drain-timeout", "soon"]).unwrap_err().to_string();
+        let e = Config::from_args(["svc", "--drain-timeout", "soon"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--drain-timeout") && e.contains("soon"), "{e}");
-        let c = Config { log_level: "loud=???".into(), ..Config::default() };
+        let c = Config {
+            log_level: "loud=???".into(),
+            ..Config::default()
+        };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("KUMI_LOG"), "{e}");
-        let c = Config { bus: "localhost".into(), ..Config::default() };
+        let c = Config {
+            bus: "localhost".into(),
+            ..Config::default()
+        };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("KUMI_BUS"), "{e}");
     }
