@@ -79,3 +79,8 @@ pub async fn run<S: Service>(service: S) -> std::process::ExitCode {
 pub async fn connect(url: &str) -> Result<SharedBus> {
     connectors().connect(url).await
 }
+
+/// The README's code blocks, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

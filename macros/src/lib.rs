@@ -17,7 +17,7 @@ use proc_macro::TokenStream;
 /// Implements `kumi::Service` for the type of an inherent `impl` block, from attributes on its
 /// methods.
 ///
-/// ```ignore
+/// ```text
 /// use std::sync::Arc;
 /// use kumi::prelude::*;
 ///
@@ -44,7 +44,7 @@ use proc_macro::TokenStream;
 ///
 /// expands to the impl block (minus the kumi attributes) and, in essence:
 ///
-/// ```ignore
+/// ```text
 /// #[kumi::async_trait]
 /// impl kumi::Service for Orders {
 ///     fn name(&self) -> &str { "orders" }
