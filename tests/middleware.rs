@@ -1,0 +1,87 @@
+//! Message middleware: tower layers per route and per service, and the route timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kumi::prelude::*;
+use kumi::{App, Message};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+struct Layered {
+    tx: mpsc::UnboundedSender<(String, u32, Option<String>, Option<String>)>,
+}
+
+impl Layered {
+    async fn slow_first(self: Arc<Self>, Attempt(attempt): Attempt, Topic(t): Topic) {
+        if attempt == 1 {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        let _ = self.tx.send((t, attempt, None, None));
+    }
+
+    async fn tagged(self: Arc<Self>, headers: Headers, Topic(t): Topic, Attempt(a): Attempt) {
+        let _ = self.tx.send((
+            t,
+            a,
+            headers.get("x-route").map(str::to_owned),
+            headers.get("x-service").map(str::to_owned),
+        ));
+    }
+}
+
+fn tag(
+    key: &'static str,
+    value: &'static str,
+) -> tower::util::MapRequestLayer<impl Fn(Message) -> Message + Clone> {
+    tower::util::MapRequestLayer::new(move |mut m: Message| {
+        m.headers.insert(key, value);
+        m
+    })
+}
+
+impl Service for Layered {
+    fn name(&self) -> &str {
+        "layered"
+    }
+
+    fn routes(&self, router: &mut Router<Self>) {
+        router.layer(tag("x-service", "yes"));
+        router
+            .subscribe("mw.timeout", Self::slow_first)
+            .timeout(Duration::from_millis(100))
+            .backoff(Duration::from_millis(10), Duration::from_millis(20));
+        router
+            .subscribe("mw.tagged", Self::tagged)
+            .layer(tag("x-route", "tagged"));
+    }
+}
+
+#[tokio::test]
+async fn timeout_fails_the_attempt_and_layers_wrap_handlers() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = App::new()
+        .service(Layered { tx })
+        .start()
+        .await
+        .expect("start");
+    let client = app.client();
+
+    client.publish("mw.timeout", &json!({})).await.unwrap();
+    let (topic, attempt, _, _) = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+        .await
+        .expect("the timed-out attempt was retried quickly")
+        .unwrap();
+    assert_eq!((topic.as_str(), attempt), ("mw.timeout", 2));
+
+    client.publish("mw.tagged", &json!({})).await.unwrap();
+    let (topic, attempt, route_tag, service_tag) =
+        tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .expect("tagged message handled")
+            .unwrap();
+    assert_eq!((topic.as_str(), attempt), ("mw.tagged", 1));
+    assert_eq!(route_tag.as_deref(), Some("tagged"), "route layer ran");
+    assert_eq!(service_tag.as_deref(), Some("yes"), "service layer ran");
+    app.shutdown(Duration::from_secs(5)).await.unwrap();
+}
