@@ -15,12 +15,17 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::identity::Identity;
 use crate::router::{RouteSummary, Router};
 use crate::service::Service;
+use crate::transport::{Health, ServiceHandle, SharedTransport};
 
 /// A service with its type erased, so several kinds of services run in one process.
 #[async_trait]
 trait ServiceEntry: Send + Sync {
     fn name(&self) -> &str;
-    async fn start(&self, bus: &SharedBus) -> Result<StartedService>;
+    async fn start(
+        &self,
+        bus: &SharedBus,
+        transports: &[SharedTransport],
+    ) -> Result<StartedService>;
 }
 
 struct Entry<S>(Arc<S>);
@@ -31,7 +36,11 @@ impl<S: Service> ServiceEntry for Entry<S> {
         self.0.name()
     }
 
-    async fn start(&self, bus: &SharedBus) -> Result<StartedService> {
+    async fn start(
+        &self,
+        bus: &SharedBus,
+        transports: &[SharedTransport],
+    ) -> Result<StartedService> {
         let service = &self.0;
         let name = service.name().to_owned();
         let identity = Identity::new(name.clone()).with_version(service.version());
@@ -45,6 +54,14 @@ impl<S: Service> ServiceEntry for Entry<S> {
         })?;
         let mut router = Router::new();
         service.routes(&mut router);
+        let handle = ServiceHandle::new(
+            client.identity().clone(),
+            client.clone(),
+            Arc::clone(service),
+        );
+        for t in transports {
+            t.attach(&handle, router.extensions_mut())?;
+        }
         let mut routes = Vec::new();
         for (subscription, summary) in router.into_subscriptions(service, &client)? {
             bus.subscribe(subscription).await?;
@@ -96,12 +113,13 @@ struct StartedService {
     hooks: Arc<dyn StopHooks>,
 }
 
-/// Services to start on one bus.
+/// Services to start on one bus, with the non-bus transports (HTTP, schedules...) they use.
 pub struct App {
     services: Vec<Box<dyn ServiceEntry>>,
     bus: Option<SharedBus>,
     bus_url: String,
     connectors: Connectors,
+    transports: Vec<SharedTransport>,
 }
 
 impl fmt::Debug for App {
@@ -121,6 +139,7 @@ impl Default for App {
             bus: None,
             bus_url: "memory://".to_owned(),
             connectors: Connectors::default(),
+            transports: Vec::new(),
         }
     }
 }
@@ -161,6 +180,12 @@ impl App {
         self
     }
 
+    /// Adds a non-bus transport (an HTTP server, a scheduler...).
+    pub fn transport(mut self, transport: SharedTransport) -> Self {
+        self.transports.push(transport);
+        self
+    }
+
     /// Connects the bus and starts every service (hooks, then routes) in order. On failure,
     /// whatever started is shut down again and the error names the service and route at fault.
     pub async fn start(self) -> Result<RunningApp> {
@@ -181,20 +206,46 @@ impl App {
             Some(bus) => bus,
             None => self.connectors.connect(&self.bus_url).await?,
         };
+        let health = Health::new();
         let mut started = Vec::with_capacity(self.services.len());
+        let mut transport_lines = Vec::new();
+        let mut failure = None;
         for entry in &self.services {
-            match entry.start(&bus).await {
+            match entry.start(&bus, &self.transports).await {
                 Ok(s) => started.push(s),
                 Err(e) => {
-                    let _ = bus.shutdown(Instant::now() + Duration::from_secs(5)).await;
-                    return Err(e);
+                    failure = Some(e);
+                    break;
                 }
             }
         }
+        if failure.is_none() {
+            for t in &self.transports {
+                match t.start(health.clone()).await {
+                    Ok(lines) => transport_lines.extend(lines),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(e) = failure {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            for t in &self.transports {
+                let _ = t.shutdown(deadline).await;
+            }
+            let _ = bus.shutdown(deadline).await;
+            return Err(e);
+        }
+        health.set_started();
         Ok(RunningApp {
             client: Client::new(Arc::clone(&bus)),
             bus,
             services: started,
+            transports: self.transports,
+            transport_lines,
+            health,
         })
     }
 }
@@ -204,6 +255,9 @@ pub struct RunningApp {
     bus: SharedBus,
     client: Client,
     services: Vec<StartedService>,
+    transports: Vec<SharedTransport>,
+    transport_lines: Vec<String>,
+    health: Health,
 }
 
 impl fmt::Debug for RunningApp {
@@ -240,17 +294,38 @@ impl RunningApp {
         self.services.iter().flat_map(|s| s.routes.iter())
     }
 
-    /// Graceful stop: `stopping` hooks, then the bus drains in-flight work until `drain` has
-    /// passed, then `stopped` hooks.
+    /// What the transports listen on, for the startup banner.
+    pub fn transport_lines(&self) -> &[String] {
+        &self.transport_lines
+    }
+
+    /// The process health the transports report to.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Graceful stop: marks the process draining, runs `stopping` hooks, then transports and the
+    /// bus stop taking work and drain in-flight work until `drain` has passed, then `stopped`
+    /// hooks run.
     pub async fn shutdown(self, drain: Duration) -> Result<DrainReport> {
         let deadline = Instant::now() + drain;
+        self.health.set_draining();
         for s in &self.services {
             s.hooks.stopping().await;
         }
-        let report = self.bus.shutdown(deadline).await;
+        let transports =
+            futures_util::future::join_all(self.transports.iter().map(|t| t.shutdown(deadline)));
+        let (transport_reports, bus_report) =
+            futures_util::future::join(transports, self.bus.shutdown(deadline)).await;
         for s in &self.services {
             s.hooks.stopped().await;
         }
-        report
+        let mut report = bus_report?;
+        for r in transport_reports {
+            let r = r?;
+            report.settled += r.settled;
+            report.abandoned += r.abandoned;
+        }
+        Ok(report)
     }
 }

@@ -22,6 +22,7 @@ pub mod retry;
 pub mod router;
 pub mod runner;
 pub mod service;
+pub mod transport;
 
 pub use app::{App, RunningApp};
 pub use bus::{Bus, Capabilities, SharedBus};
@@ -34,6 +35,7 @@ pub use outcome::{HandlerError, IntoOutcome, Outcome};
 pub use retry::RetryPolicy;
 pub use router::Router;
 pub use service::Service;
+pub use transport::{Health, ServiceHandle, Transport};
 
 /// Re-exported for `#[kumi::service]` expansions and for implementing [`Service`] by hand.
 pub use async_trait::async_trait;

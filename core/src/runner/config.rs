@@ -33,6 +33,12 @@ pub struct Config {
     #[arg(long = "log-format", env = "KUMI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 
+    /// HTTP listen address (port 0 picks a free port; the banner shows the actual URL). Unset,
+    /// the HTTP server listens on 127.0.0.1:8080 when some service has HTTP routes; set, it
+    /// always listens (serving at least the health endpoints).
+    #[arg(long = "http", env = "KUMI_HTTP_ADDR")]
+    pub http: Option<String>,
+
     /// How long shutdown waits for in-flight work (e.g. "30s", "2m").
     #[arg(long = "drain-timeout", env = "KUMI_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -44,6 +50,7 @@ impl Default for Config {
             bus: "memory://".to_owned(),
             log_level: "info".to_owned(),
             log_format: LogFormat::Pretty,
+            http: None,
             drain_timeout: Duration::from_secs(30),
         }
     }

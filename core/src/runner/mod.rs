@@ -27,18 +27,32 @@ use crate::app::{App, RunningApp};
 use crate::bus::{Connectors, Delivery};
 use crate::error::ErrorKind;
 use crate::service::Service;
+use crate::transport::SharedTransport;
 
 /// Exit code for a configuration error.
 pub const EXIT_CONFIG: u8 = 2;
 /// Exit code when a second signal forced the stop.
 pub const EXIT_FORCED: u8 = 130;
 
+type TransportFactory = Box<dyn Fn(&Config) -> crate::Result<SharedTransport> + Send>;
+
 /// Runs one or more services until SIGINT/SIGTERM.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Runner {
     app: App,
     config: Option<Config>,
     connectors: Option<Connectors>,
+    transports: Vec<TransportFactory>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("app", &self.app)
+            .field("config", &self.config)
+            .field("transports", &self.transports.len())
+            .finish()
+    }
 }
 
 impl Runner {
@@ -62,6 +76,16 @@ impl Runner {
     /// The transports available for the bus URL.
     pub fn connectors(mut self, connectors: Connectors) -> Self {
         self.connectors = Some(connectors);
+        self
+    }
+
+    /// Adds a non-bus transport, built from the configuration when the runner starts (so it can
+    /// read e.g. the HTTP address).
+    pub fn transport_with(
+        mut self,
+        factory: impl Fn(&Config) -> crate::Result<SharedTransport> + Send + 'static,
+    ) -> Self {
+        self.transports.push(Box::new(factory));
         self
     }
 
@@ -91,6 +115,15 @@ impl Runner {
         let mut app = self.app.bus_url(config.bus.clone());
         if let Some(c) = self.connectors {
             app = app.connectors(c);
+        }
+        for factory in &self.transports {
+            match factory(&config) {
+                Ok(t) => app = app.transport(t),
+                Err(e) => {
+                    eprintln!("kumi: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
         }
         let running = match app.start().await {
             Ok(r) => r,
@@ -153,5 +186,8 @@ fn banner(running: &RunningApp) {
             r.envelope,
             running.bus().url()
         );
+    }
+    for line in running.transport_lines() {
+        tracing::info!("  {line}");
     }
 }

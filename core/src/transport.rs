@@ -1,0 +1,175 @@
+//! Triggers that are not a message bus (HTTP routes, websockets, schedules): the [`Transport`]
+//! trait their crates implement, and the [`Health`] state they report to.
+//!
+//! A transport crate adds its own route builders to [`Router`](crate::Router) through an extension
+//! trait and keeps what they register in [`Router::extensions_mut`](crate::Router::extensions_mut).
+//! When a service starts, the [`App`](crate::App) hands each transport that service's extensions
+//! and a [`ServiceHandle`]; once every service started, it starts the transports, then marks the
+//! process ready. On shutdown it marks it draining and stops transports and bus together.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use crate::bus::DrainReport;
+use crate::client::Client;
+use crate::error::Result;
+use crate::identity::Identity;
+use crate::message::Extensions;
+
+/// A running service, as a transport sees it.
+#[derive(Clone)]
+pub struct ServiceHandle {
+    /// The service's identity.
+    pub identity: Identity,
+    /// A client publishing as the service.
+    pub client: Client,
+    service: Arc<dyn Any + Send + Sync>,
+}
+
+impl fmt::Debug for ServiceHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceHandle")
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+impl ServiceHandle {
+    pub(crate) fn new<S: Send + Sync + 'static>(
+        identity: Identity,
+        client: Client,
+        service: Arc<S>,
+    ) -> Self {
+        Self {
+            identity,
+            client,
+            service,
+        }
+    }
+
+    /// The service itself, if it is an `S`.
+    pub fn downcast<S: Send + Sync + 'static>(&self) -> Option<Arc<S>> {
+        Arc::clone(&self.service).downcast::<S>().ok()
+    }
+}
+
+/// A non-bus transport, started and stopped with the services.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Short name for the banner and health reports (`http`, `schedule`...).
+    fn name(&self) -> &'static str;
+
+    /// Takes the routes `service` registered for this transport out of its router extensions.
+    /// An error (an invalid route, say) aborts startup.
+    fn attach(&self, service: &ServiceHandle, extensions: &mut Extensions) -> Result<()>;
+
+    /// Starts serving. Returns the lines the startup banner shows (what listens where).
+    async fn start(&self, health: Health) -> Result<Vec<String>>;
+
+    /// Stops taking new work and lets in-flight work finish until `deadline`.
+    async fn shutdown(&self, deadline: Instant) -> Result<DrainReport>;
+}
+
+/// A shared transport handle.
+pub type SharedTransport = Arc<dyn Transport>;
+
+#[derive(Default)]
+struct HealthState {
+    started: AtomicBool,
+    draining: AtomicBool,
+    not_ready: Mutex<BTreeMap<String, String>>,
+}
+
+/// Process health: live while running; ready once every service and transport started, and not
+/// while draining. Transports can report themselves not ready (e.g. a lost broker connection).
+#[derive(Clone, Default)]
+pub struct Health(Arc<HealthState>);
+
+impl fmt::Debug for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Health")
+            .field("ready", &self.readiness().is_ok())
+            .finish()
+    }
+}
+
+impl Health {
+    /// A new state: not started, not draining.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks startup complete.
+    pub fn set_started(&self) {
+        self.0.started.store(true, Ordering::Release);
+    }
+
+    /// Marks the process draining (no longer ready).
+    pub fn set_draining(&self) {
+        self.0.draining.store(true, Ordering::Release);
+    }
+
+    /// True once shutdown began.
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::Acquire)
+    }
+
+    /// Reports `component` not ready, with why; `None` clears it.
+    pub fn set_not_ready(&self, component: &str, reason: Option<String>) {
+        let mut map = self.0.not_ready.lock().unwrap_or_else(|e| e.into_inner());
+        match reason {
+            Some(r) => {
+                map.insert(component.to_owned(), r);
+            }
+            None => {
+                map.remove(component);
+            }
+        }
+    }
+
+    /// `Ok` when ready; otherwise what is not ready, one entry per component.
+    pub fn readiness(&self) -> std::result::Result<(), Vec<String>> {
+        let mut reasons = Vec::new();
+        if !self.0.started.load(Ordering::Acquire) {
+            reasons.push("starting: not every service and transport has started".to_owned());
+        }
+        if self.is_draining() {
+            reasons.push("draining: shutting down".to_owned());
+        }
+        let map = self.0.not_ready.lock().unwrap_or_else(|e| e.into_inner());
+        reasons.extend(map.iter().map(|(c, r)| format!("{c}: {r}")));
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_follows_start_components_and_drain() {
+        let h = Health::new();
+        assert!(h.readiness().is_err());
+        h.set_started();
+        assert!(h.readiness().is_ok());
+        h.set_not_ready("nats", Some("connection lost".into()));
+        assert_eq!(
+            h.readiness().unwrap_err(),
+            vec!["nats: connection lost".to_owned()]
+        );
+        h.set_not_ready("nats", None);
+        assert!(h.readiness().is_ok());
+        h.set_draining();
+        assert!(h.readiness().unwrap_err()[0].starts_with("draining"));
+    }
+}
