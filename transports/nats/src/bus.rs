@@ -1,0 +1,440 @@
+//! [`NatsBus`]: kumi's `Bus` over core NATS.
+//!
+//! - Event and request routes subscribe with a queue group (the route's group, by default the
+//!   service name) or, for broadcast routes, without one. Subjects use NATS wildcards `*` and `>`.
+//! - Each route runs at most `concurrency` handlers at once: the consumer task takes a permit
+//!   before it spawns a handler, so a slow route stops reading its subscription (the client
+//!   buffers, then reports a slow consumer) instead of spawning without bound.
+//! - Core NATS delivers at most once. kumi retries failed messages *in process* after the backoff
+//!   delay (the permit is released while waiting), and publishes exhausted or undecodable ones to
+//!   the dead-letter subject. A retry still waiting when the process stops is lost: use JetStream
+//!   routes for at-least-once delivery across restarts.
+//! - Requests use NATS request/reply: "no responders" (the server's 503 status) and "timed out" are
+//!   distinct errors; failed handlers reply with the ADR-32 error headers.
+//! - Shutdown drains: subscriptions are drained (messages already buffered are still handled),
+//!   in-flight handlers finish until the deadline, replies and dead letters are flushed, then the
+//!   connection closes.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::{ConnectOptions, Event};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use kumi_core::bus::{
+    validate_pattern, validate_topic, Bus, Capabilities, Delivery, DrainReport, Reply, RouteKind,
+    Settlement, Subscription,
+};
+use kumi_core::dispatch::Dispatcher;
+use kumi_core::{Error, ErrorKind, Message, Outgoing, Result};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::headers::{self, SERVICE_ERROR, SERVICE_ERROR_CODE};
+use crate::url::NatsUrl;
+
+struct Inner {
+    client: async_nats::Client,
+    url: NatsUrl,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    in_flight: AtomicUsize,
+    settled: AtomicUsize,
+    draining: AtomicBool,
+    closed: AtomicBool,
+}
+
+/// A NATS connection serving kumi routes. Cheap to clone.
+#[derive(Clone)]
+pub struct NatsBus {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for NatsBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBus")
+            .field("url", &self.inner.url.redacted)
+            .finish()
+    }
+}
+
+fn default_connection_name() -> String {
+    let program = std::env::args()
+        .next()
+        .and_then(|p| {
+            std::path::Path::new(&p)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "kumi".to_owned());
+    format!("{program}-{}", kumi_core::identity::new_instance_id())
+}
+
+impl NatsBus {
+    /// Connects to the servers `url` names. Fails (naming the URL) if none can be reached; once
+    /// connected, the client reconnects by itself and logs connection events.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let url = NatsUrl::parse(url)?;
+        let shown = url.redacted.clone();
+        let mut options = ConnectOptions::new()
+            .name(url.name.clone().unwrap_or_else(default_connection_name))
+            .connection_timeout(url.connect_timeout.unwrap_or(Duration::from_secs(5)))
+            .event_callback(move |event| {
+                let shown = shown.clone();
+                async move {
+                    match event {
+                        Event::Connected => tracing::info!(bus = %shown, "nats: connected"),
+                        Event::Disconnected => {
+                            tracing::warn!(bus = %shown, "nats: disconnected; reconnecting")
+                        }
+                        Event::LameDuckMode => tracing::warn!(
+                            bus = %shown,
+                            "nats: server entered lame duck mode; the client will move to another server"
+                        ),
+                        Event::SlowConsumer(sid) => tracing::warn!(
+                            bus = %shown, sid,
+                            "nats: slow consumer, messages dropped by the client (raise the route's concurrency or use JetStream)"
+                        ),
+                        other => tracing::info!(bus = %shown, "nats: {other}"),
+                    }
+                }
+            });
+        if let Some((user, password)) = &url.user_password {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &url.token {
+            options = options.token(token.clone());
+        }
+        if let Some(seed) = &url.nkey {
+            options = options.nkey(seed.clone());
+        }
+        if let Some(creds) = &url.creds {
+            options = options.credentials_file(creds).await.map_err(|e| {
+                Error::config(format!(
+                    "bus URL '{}': cannot read credentials file {}",
+                    url.redacted,
+                    creds.display()
+                ))
+                .with_source(e)
+            })?;
+        }
+        if url.tls {
+            options = options.require_tls(true);
+        }
+        if let Some(ca) = &url.tls_ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &url.tls_client {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        let client = options.connect(url.servers.clone()).await.map_err(|e| {
+            Error::new(
+                ErrorKind::Connect,
+                format!("cannot connect to NATS at {}", url.redacted),
+            )
+            .with_source(e)
+        })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                url,
+                cancel: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+                in_flight: AtomicUsize::new(0),
+                settled: AtomicUsize::new(0),
+                draining: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The underlying async-nats client (for NATS features kumi does not wrap).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.inner.client
+    }
+
+    fn check_open(&self, topic: &str) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::new(
+                ErrorKind::Closed,
+                format!(
+                    "NATS bus {} is stopped; cannot send on '{topic}'",
+                    self.inner.url.redacted
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// NATS has `*` and `>`, not AMQP's `#`.
+fn nats_subject(pattern: &str) -> Result<String> {
+    validate_pattern(pattern)?;
+    if pattern.split('.').any(|t| t == "#") {
+        return Err(Error::config(format!(
+            "topic pattern '{pattern}': NATS has no '#' wildcard; use '>' (one or more trailing tokens)"
+        )));
+    }
+    Ok(pattern.to_owned())
+}
+
+impl Inner {
+    async fn consume(self: Arc<Self>, mut nats_sub: async_nats::Subscriber, sub: Subscription) {
+        let permits = Arc::new(Semaphore::new(sub.concurrency));
+        let mut draining = false;
+        loop {
+            let next = if draining {
+                nats_sub.next().await
+            } else {
+                tokio::select! {
+                    m = nats_sub.next() => m,
+                    () = self.cancel.cancelled() => {
+                        draining = true;
+                        if let Err(e) = nats_sub.drain().await {
+                            tracing::warn!(topic = %sub.topic, "nats: cannot drain subscription: {e}");
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            };
+            let Some(msg) = next else { break };
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                break;
+            };
+            self.in_flight.fetch_add(1, Ordering::AcqRel);
+            let inner = Arc::clone(&self);
+            let dispatcher = Arc::clone(&sub.dispatcher);
+            let permits = Arc::clone(&permits);
+            let kind = sub.kind;
+            self.tracker.spawn(async move {
+                inner.handle(&dispatcher, kind, msg, permit, &permits).await;
+                inner.in_flight.fetch_sub(1, Ordering::AcqRel);
+                inner.settled.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+    }
+
+    async fn handle(
+        &self,
+        dispatcher: &Dispatcher,
+        kind: RouteKind,
+        msg: async_nats::Message,
+        permit: OwnedSemaphorePermit,
+        permits: &Arc<Semaphore>,
+    ) {
+        let mut permit = Some(permit);
+        let mut attempt = 1;
+        loop {
+            let mut message = Message::new(msg.subject.as_str(), msg.payload.clone());
+            headers::from_nats(msg.headers.as_ref(), &mut message);
+            message.attempt = attempt;
+            let original_headers = message.headers.clone();
+            let message_id = message.message_id.clone();
+            match dispatcher.dispatch(message).await {
+                Settlement::Ack => return,
+                Settlement::Reply(reply) => {
+                    if kind == RouteKind::Request {
+                        self.reply(&msg, reply).await;
+                    }
+                    return;
+                }
+                Settlement::Retry { delay, .. } => {
+                    drop(permit.take());
+                    tokio::time::sleep(delay).await;
+                    match Arc::clone(permits).acquire_owned().await {
+                        Ok(p) => permit = Some(p),
+                        Err(_) => return,
+                    }
+                    attempt += 1;
+                }
+                Settlement::DeadLetter(dead) => {
+                    let mut out = Outgoing::new(dead.topic.clone(), msg.payload.clone());
+                    out.headers = dead.headers(&original_headers);
+                    if let Some(id) = message_id {
+                        out.message_id = id;
+                    }
+                    if let Err(e) = self
+                        .client
+                        .publish_with_headers(out.topic.clone(), headers::to_nats(&out), out.body)
+                        .await
+                    {
+                        tracing::error!(
+                            dead_letter_topic = %dead.topic,
+                            "nats: cannot publish dead letter: {e}"
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn reply(&self, msg: &async_nats::Message, reply: Reply) {
+        let Some(to) = &msg.reply else { return };
+        let mut map = headers::headers_to_nats(&reply.headers);
+        if let Some((code, text)) = &reply.error {
+            map.insert(SERVICE_ERROR, text.as_str());
+            map.insert(SERVICE_ERROR_CODE, code.to_string().as_str());
+        }
+        if let Err(e) = self
+            .client
+            .publish_with_headers(to.clone(), map, reply.body)
+            .await
+        {
+            tracing::error!(subject = %msg.subject, "nats: cannot send reply: {e}");
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    fn capabilities(&self) -> Capabilities {
+        let mut c = Capabilities::default();
+        c.request_reply = true;
+        c.no_responders = true;
+        c.wildcards = true;
+        c.consumer_groups = true;
+        c.redelivery = true;
+        c.dead_letter = true;
+        c.ordered = true;
+        c.reconnect = true;
+        c
+    }
+
+    fn url(&self) -> &str {
+        &self.inner.url.redacted
+    }
+
+    async fn subscribe(&self, sub: Subscription) -> Result<()> {
+        if self.inner.draining.load(Ordering::Acquire) {
+            return Err(Error::new(
+                ErrorKind::Closed,
+                format!("NATS bus is stopping; cannot subscribe to '{}'", sub.topic),
+            ));
+        }
+        let subject = nats_subject(&sub.topic)?;
+        let client = &self.inner.client;
+        let result = match &sub.delivery {
+            Delivery::Group(group) => client.queue_subscribe(subject.clone(), group.clone()).await,
+            Delivery::Broadcast => client.subscribe(subject.clone()).await,
+        };
+        let nats_sub = result.map_err(|e| {
+            Error::new(
+                ErrorKind::Connect,
+                format!(
+                    "cannot subscribe to '{subject}' on {}",
+                    self.inner.url.redacted
+                ),
+            )
+            .with_source(e)
+        })?;
+        // Make sure the server has the subscription before the service reports started.
+        client.flush().await.map_err(|e| {
+            Error::new(
+                ErrorKind::Connect,
+                format!(
+                    "cannot subscribe to '{subject}' on {}",
+                    self.inner.url.redacted
+                ),
+            )
+            .with_source(e)
+        })?;
+        let inner = Arc::clone(&self.inner);
+        self.inner.tracker.spawn(inner.consume(nats_sub, sub));
+        Ok(())
+    }
+
+    async fn publish(&self, message: Outgoing) -> Result<()> {
+        self.check_open(&message.topic)?;
+        validate_topic(&message.topic)?;
+        let map = headers::to_nats(&message);
+        self.inner
+            .client
+            .publish_with_headers(message.topic.clone(), map, message.body)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Publish,
+                    format!(
+                        "cannot publish on '{}' to {}",
+                        message.topic, self.inner.url.redacted
+                    ),
+                )
+                .with_source(e)
+            })
+    }
+
+    async fn request(&self, message: Outgoing, timeout: Duration) -> Result<Reply> {
+        self.check_open(&message.topic)?;
+        validate_topic(&message.topic)?;
+        let topic = message.topic.clone();
+        let request = async_nats::Request::new()
+            .payload(message.body.clone())
+            .headers(headers::to_nats(&message))
+            .timeout(Some(timeout));
+        match self.inner.client.send_request(topic.clone(), request).await {
+            Ok(reply) => {
+                let error = reply.headers.as_ref().and_then(|h| {
+                    let code = h.get(SERVICE_ERROR_CODE)?.as_str().parse().unwrap_or(500);
+                    let text = h
+                        .get(SERVICE_ERROR)
+                        .map(|v| v.as_str().to_owned())
+                        .unwrap_or_default();
+                    Some((code, text))
+                });
+                let mut out = Reply::ok(reply.payload);
+                out.error = error;
+                Ok(out)
+            }
+            Err(e) => Err(match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => Error::new(
+                    ErrorKind::NoResponders,
+                    format!("no service answers requests on '{topic}'"),
+                ),
+                async_nats::RequestErrorKind::TimedOut => Error::new(
+                    ErrorKind::TimedOut,
+                    format!("no reply on '{topic}' within {timeout:?}"),
+                ),
+                _ => Error::new(
+                    ErrorKind::Publish,
+                    format!("request on '{topic}' failed on {}", self.inner.url.redacted),
+                )
+                .with_source(e),
+            }),
+        }
+    }
+
+    async fn shutdown(&self, deadline: Instant) -> Result<DrainReport> {
+        let inner = &self.inner;
+        if inner.draining.swap(true, Ordering::AcqRel) {
+            return Ok(DrainReport::default());
+        }
+        let settled_before = inner.settled.load(Ordering::Relaxed);
+        inner.cancel.cancel();
+        inner.tracker.close();
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let _ = tokio::time::timeout_at(deadline, inner.tracker.wait()).await;
+        let abandoned = inner.in_flight.load(Ordering::Acquire);
+        inner.closed.store(true, Ordering::Release);
+        // Send what is buffered (replies, dead letters, last publishes), then close.
+        let flush = async {
+            let _ = inner.client.flush().await;
+            let _ = inner.client.drain().await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), flush).await;
+        if abandoned > 0 {
+            tracing::error!(
+                abandoned,
+                bus = %inner.url.redacted,
+                "nats: drain deadline passed with handlers still running"
+            );
+        }
+        Ok(DrainReport {
+            settled: inner.settled.load(Ordering::Relaxed) - settled_before,
+            abandoned,
+        })
+    }
+}
