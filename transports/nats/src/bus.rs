@@ -33,17 +33,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::headers::{self, SERVICE_ERROR, SERVICE_ERROR_CODE};
+use crate::jetstream::{CoreNats, JetStream};
 use crate::url::NatsUrl;
 
-struct Inner {
-    client: async_nats::Client,
-    url: NatsUrl,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-    in_flight: AtomicUsize,
-    settled: AtomicUsize,
-    draining: AtomicBool,
-    closed: AtomicBool,
+pub(crate) struct Inner {
+    pub(crate) client: async_nats::Client,
+    pub(crate) url: NatsUrl,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) settled: AtomicUsize,
+    pub(crate) draining: AtomicBool,
+    pub(crate) closed: AtomicBool,
 }
 
 /// A NATS connection serving kumi routes. Cheap to clone.
@@ -180,6 +181,42 @@ fn nats_subject(pattern: &str) -> Result<String> {
     Ok(pattern.to_owned())
 }
 
+impl NatsBus {
+    /// JetStream mode: publish and wait for the stream's ack, so a returned `Ok` means stored. A
+    /// subject no stream captures is published on core NATS instead.
+    async fn publish_confirmed(&self, message: Outgoing, map: async_nats::HeaderMap) -> Result<()> {
+        let inner = &self.inner;
+        let fail = |e: kumi_core::BoxError| {
+            Error::new(
+                ErrorKind::Publish,
+                format!(
+                    "cannot publish on '{}' to {}",
+                    message.topic, inner.url.redacted
+                ),
+            )
+            .with_source(e)
+        };
+        let js = async_nats::jetstream::new(inner.client.clone());
+        let ack = js
+            .publish_with_headers(message.topic.clone(), map.clone(), message.body.clone())
+            .await
+            .map_err(|e| fail(Box::new(e)))?;
+        match ack.await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.kind() == async_nats::jetstream::context::PublishErrorKind::StreamNotFound =>
+            {
+                inner
+                    .client
+                    .publish_with_headers(message.topic.clone(), map, message.body.clone())
+                    .await
+                    .map_err(|e| fail(Box::new(e)))
+            }
+            Err(e) => Err(fail(Box::new(e))),
+        }
+    }
+}
+
 impl Inner {
     async fn consume(self: Arc<Self>, mut nats_sub: async_nats::Subscriber, sub: Subscription) {
         let permits = Arc::new(Semaphore::new(sub.concurrency));
@@ -301,6 +338,11 @@ impl Bus for NatsBus {
         c.dead_letter = true;
         c.ordered = true;
         c.reconnect = true;
+        if self.inner.url.jetstream {
+            c.persistent = true;
+            c.durable = true;
+            c.duplicates_possible = true;
+        }
         c
     }
 
@@ -316,6 +358,25 @@ impl Bus for NatsBus {
             ));
         }
         let subject = nats_subject(&sub.topic)?;
+        let jetstream = match sub.options.get::<JetStream>() {
+            Some(js) => Some(js.clone()),
+            None if self.inner.url.jetstream
+                && sub.kind == RouteKind::Event
+                && sub.options.get::<CoreNats>().is_none() =>
+            {
+                Some(JetStream::durable())
+            }
+            None => None,
+        };
+        if let Some(js) = jetstream {
+            if sub.kind == RouteKind::Request {
+                return Err(Error::config(format!(
+                    "request route '{}' cannot use JetStream; requests are answered over core NATS",
+                    sub.topic
+                )));
+            }
+            return crate::jetstream::subscribe(&self.inner, sub, js).await;
+        }
         let client = &self.inner.client;
         let result = match &sub.delivery {
             Delivery::Group(group) => client.queue_subscribe(subject.clone(), group.clone()).await,
@@ -351,6 +412,9 @@ impl Bus for NatsBus {
         self.check_open(&message.topic)?;
         validate_topic(&message.topic)?;
         let map = headers::to_nats(&message);
+        if self.inner.url.jetstream {
+            return self.publish_confirmed(message, map).await;
+        }
         self.inner
             .client
             .publish_with_headers(message.topic.clone(), map, message.body)

@@ -10,11 +10,13 @@
 
 mod bus;
 pub mod headers;
+mod jetstream;
 pub mod url;
 
 use std::sync::Arc;
 
 pub use bus::NatsBus;
+pub use jetstream::{CoreNats, JetStream};
 use kumi_core::bus::{BusConnector, SharedBus};
 use kumi_core::handler::BoxFuture;
 

@@ -1,0 +1,393 @@
+//! JetStream durable consumers: at-least-once events (WIRE.md §7).
+//!
+//! A route consumes through JetStream when it carries the [`JetStream`] option
+//! (`.option(JetStream::durable())`) or when the bus URL says `?jetstream=true` (then every event
+//! route does, unless it carries [`CoreNats`]).
+//!
+//! - **Stream**: the one named by the option, else the existing stream that captures the route's
+//!   subject, else kumi provisions `KUMI_<subject>` capturing exactly the route's subject (a
+//!   kumi-provisioned stream for an overlapping pattern is extended instead). With
+//!   [`JetStream::bind_only`] nothing is created: a missing stream or consumer is a startup error.
+//! - **Consumer**: a durable pull consumer named `<group>-<topic>` (or the given name) for
+//!   competing routes — instances share it and restarts resume where they stopped; an ephemeral
+//!   one (removed by the server after 5 minutes without the instance) for broadcast routes. Ack
+//!   policy explicit, deliver policy "new" when the consumer is created, `max_ack_pending` equal to
+//!   the route's concurrency (the server never has more than that many messages out to the route).
+//! - **Outcomes**: success → `+ACK`; retryable failure → `-NAK` with the backoff delay; while a
+//!   handler runs, `+WPI` every half `ack_wait`; exhausted, rejected or undecodable → a dead-letter
+//!   publish with the kumi headers, then `+TERM`. The delivery attempt is the server's `delivered`
+//!   count. Acks are single publishes, never per-message round trips.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::{self, AckKind};
+use futures_util::StreamExt;
+use kumi_core::bus::{Delivery, Settlement, Subscription};
+use kumi_core::dispatch::Dispatcher;
+use kumi_core::{Error, ErrorKind, Message, Outgoing, Result};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::bus::Inner;
+use crate::headers;
+
+/// Route option: consume through a JetStream durable pull consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JetStream {
+    stream: Option<String>,
+    durable: Option<String>,
+    ack_wait: Duration,
+    bind_only: bool,
+}
+
+impl Default for JetStream {
+    fn default() -> Self {
+        Self {
+            stream: None,
+            durable: None,
+            ack_wait: Duration::from_secs(30),
+            bind_only: false,
+        }
+    }
+}
+
+impl JetStream {
+    /// A durable consumer with the default stream, name and 30 s `ack_wait`.
+    pub fn durable() -> Self {
+        Self::default()
+    }
+
+    /// Uses (or creates) the stream with this name.
+    pub fn stream(mut self, name: impl Into<String>) -> Self {
+        self.stream = Some(name.into());
+        self
+    }
+
+    /// Names the durable consumer (default `<group>-<topic>`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.durable = Some(name.into());
+        self
+    }
+
+    /// How long the server waits for an ack before redelivering (kumi sends progress every half
+    /// of it while the handler runs).
+    pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = ack_wait;
+        self
+    }
+
+    /// Creates nothing: binds to an existing stream and consumer (least-privilege deployments).
+    pub fn bind_only(mut self) -> Self {
+        self.bind_only = true;
+        self
+    }
+}
+
+/// Route option: consume with a plain core NATS subscription even when the bus URL enables
+/// JetStream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreNats;
+
+/// A name token for streams and consumers: `[A-Za-z0-9_-]`, other characters replaced.
+pub(crate) fn name_token(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '-' => c,
+            '*' => 'S',
+            '>' => 'G',
+            _ => '_',
+        })
+        .collect()
+}
+
+fn js_error(what: String, e: impl Into<kumi_core::BoxError>) -> Error {
+    Error::new(ErrorKind::Connect, what).with_source(e)
+}
+
+async fn resolve_stream(
+    js: &jetstream::Context,
+    sub: &Subscription,
+    opts: &JetStream,
+) -> Result<jetstream::stream::Stream> {
+    let topic = &sub.topic;
+    if let Some(name) = &opts.stream {
+        if opts.bind_only {
+            return js.get_stream(name).await.map_err(|e| {
+                js_error(
+                    format!("JetStream stream '{name}' for route '{topic}' not found (bind-only)"),
+                    e,
+                )
+            });
+        }
+        return js
+            .get_or_create_stream(jetstream::stream::Config {
+                name: name.clone(),
+                subjects: vec![topic.clone()],
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                js_error(
+                    format!("cannot create or get JetStream stream '{name}' for '{topic}'"),
+                    e,
+                )
+            });
+    }
+    if let Ok(name) = js.stream_by_subject(topic.clone()).await {
+        let mut stream = js.get_stream(&name).await.map_err(|e| {
+            js_error(
+                format!("cannot get JetStream stream '{name}' for '{topic}'"),
+                e,
+            )
+        })?;
+        let config = stream.cached_info().config.clone();
+        let covered = config.subjects.iter().any(|s| covers(s, topic));
+        if covered || !name.starts_with(KUMI_STREAM_PREFIX) || opts.bind_only {
+            return Ok(stream);
+        }
+        // A stream kumi provisioned for an overlapping pattern: extend it to this one (subjects
+        // the new pattern covers are folded into it; a stream's subjects may not overlap).
+        let mut config = config;
+        config.subjects.retain(|s| !covers(topic, s));
+        config.subjects.push(topic.clone());
+        js.update_stream(config).await.map_err(|e| {
+            js_error(
+                format!("cannot add '{topic}' to JetStream stream '{name}'; name a stream with JetStream::stream"),
+                e,
+            )
+        })?;
+        stream = js.get_stream(&name).await.map_err(|e| {
+            js_error(
+                format!("cannot get JetStream stream '{name}' for '{topic}'"),
+                e,
+            )
+        })?;
+        return Ok(stream);
+    }
+    if opts.bind_only {
+        return Err(Error::config(format!(
+            "no JetStream stream captures '{topic}' and the route is bind-only; create one or name it with JetStream::stream"
+        )));
+    }
+    // One stream per route subject: it captures exactly what the route consumes, not unrelated
+    // subjects under the same prefix (a stream capturing a request subject would answer the
+    // request with its publish ack).
+    let name = format!("{KUMI_STREAM_PREFIX}{}", name_token(topic));
+    let config = jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![topic.clone()],
+        ..Default::default()
+    };
+    match js.get_or_create_stream(config).await {
+        Ok(s) => Ok(s),
+        // Another instance may have created it at the same moment.
+        Err(first_err) => js.get_stream(&name).await.map_err(|_| {
+            js_error(
+                format!("cannot create JetStream stream '{name}' for '{topic}' (does another stream capture it? name it with JetStream::stream)"),
+                first_err,
+            )
+        }),
+    }
+}
+
+/// Prefix of the streams kumi provisions.
+const KUMI_STREAM_PREFIX: &str = "KUMI_";
+
+/// True when every subject `pattern` matches is also matched by `subject`.
+fn covers(subject: &str, pattern: &str) -> bool {
+    let s: Vec<&str> = subject.split('.').collect();
+    let p: Vec<&str> = pattern.split('.').collect();
+    for (i, st) in s.iter().enumerate() {
+        if *st == ">" {
+            return p.len() > i;
+        }
+        let Some(pt) = p.get(i) else { return false };
+        if *pt == ">" {
+            return false;
+        }
+        if *st != "*" && st != pt {
+            return false;
+        }
+    }
+    s.len() == p.len()
+}
+
+pub(crate) async fn subscribe(
+    inner: &Arc<Inner>,
+    sub: Subscription,
+    opts: JetStream,
+) -> Result<()> {
+    let js = jetstream::new(inner.client.clone());
+    let stream = resolve_stream(&js, &sub, &opts).await?;
+    let max_ack_pending = i64::try_from(sub.concurrency).unwrap_or(i64::MAX);
+    let mut config = pull::Config {
+        filter_subject: sub.topic.clone(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: opts.ack_wait,
+        max_ack_pending,
+        deliver_policy: DeliverPolicy::New,
+        ..Default::default()
+    };
+    let what = || format!("cannot create JetStream consumer for '{}'", sub.topic);
+    let consumer: async_nats::jetstream::consumer::Consumer<pull::Config> =
+        match (&sub.delivery, &opts.durable) {
+            (Delivery::Broadcast, None) => {
+                config.inactive_threshold = Duration::from_secs(300);
+                stream
+                    .create_consumer(config)
+                    .await
+                    .map_err(|e| js_error(what(), e))?
+            }
+            (delivery, name) => {
+                let name = name.clone().unwrap_or_else(|| {
+                    let group = match delivery {
+                        Delivery::Group(g) => g.as_str(),
+                        Delivery::Broadcast => "broadcast",
+                    };
+                    format!("{}-{}", name_token(group), name_token(&sub.topic))
+                });
+                config.durable_name = Some(name.clone());
+                if opts.bind_only {
+                    stream.get_consumer(&name).await.map_err(|e| {
+                        js_error(
+                            format!("JetStream consumer '{name}' not found (bind-only)"),
+                            e,
+                        )
+                    })?
+                } else {
+                    stream
+                        .get_or_create_consumer(&name, config)
+                        .await
+                        .map_err(|e| js_error(what(), e))?
+                }
+            }
+        };
+    let messages = consumer.messages().await.map_err(|e| {
+        js_error(
+            format!("cannot consume JetStream messages for '{}'", sub.topic),
+            e,
+        )
+    })?;
+    let inner2 = Arc::clone(inner);
+    inner
+        .tracker
+        .spawn(consume(inner2, messages, sub, opts.ack_wait));
+    Ok(())
+}
+
+async fn consume(
+    inner: Arc<Inner>,
+    mut messages: pull::Stream,
+    sub: Subscription,
+    ack_wait: Duration,
+) {
+    let permits = Arc::new(Semaphore::new(sub.concurrency));
+    loop {
+        let next = tokio::select! {
+            m = messages.next() => m,
+            () = inner.cancel.cancelled() => break,
+        };
+        let msg = match next {
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => {
+                tracing::warn!(topic = %sub.topic, "nats: JetStream consumer: {e}");
+                continue;
+            }
+            None => break,
+        };
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            break;
+        };
+        inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        let inner2 = Arc::clone(&inner);
+        let dispatcher = Arc::clone(&sub.dispatcher);
+        inner.tracker.spawn(async move {
+            handle(&inner2, &dispatcher, msg, permit, ack_wait).await;
+            inner2.in_flight.fetch_sub(1, Ordering::AcqRel);
+            inner2.settled.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+}
+
+async fn handle(
+    inner: &Inner,
+    dispatcher: &Dispatcher,
+    msg: jetstream::Message,
+    _permit: OwnedSemaphorePermit,
+    ack_wait: Duration,
+) {
+    let attempt = msg
+        .info()
+        .map(|i| u32::try_from(i.delivered).unwrap_or(u32::MAX))
+        .unwrap_or(1);
+    let (msg, acker) = msg.split();
+    let mut message = Message::new(msg.subject.as_str(), msg.payload.clone());
+    headers::from_nats(msg.headers.as_ref(), &mut message);
+    message.attempt = attempt.max(1);
+    let original_headers = message.headers.clone();
+    let message_id = message.message_id.clone();
+
+    let dispatch = dispatcher.dispatch(message);
+    tokio::pin!(dispatch);
+    let mut progress = tokio::time::interval(ack_wait / 2);
+    progress.tick().await;
+    let settlement = loop {
+        tokio::select! {
+            s = &mut dispatch => break s,
+            _ = progress.tick() => {
+                if let Err(e) = acker.ack_with(AckKind::Progress).await {
+                    tracing::warn!(subject = %msg.subject, "nats: cannot extend ack_wait: {e}");
+                }
+            }
+        }
+    };
+    let result = match settlement {
+        Settlement::Ack | Settlement::Reply(_) => acker.ack().await,
+        Settlement::Retry { delay, .. } => acker.ack_with(AckKind::Nak(Some(delay))).await,
+        Settlement::DeadLetter(dead) => {
+            let mut out = Outgoing::new(dead.topic.clone(), msg.payload.clone());
+            out.headers = dead.headers(&original_headers);
+            if let Some(id) = message_id {
+                out.message_id = id;
+            }
+            let published = inner
+                .client
+                .publish_with_headers(out.topic.clone(), headers::to_nats(&out), out.body)
+                .await;
+            match published {
+                Ok(()) => acker.ack_with(AckKind::Term).await,
+                Err(e) => {
+                    // Keep the message: it is redelivered and dead-lettered again later.
+                    tracing::error!(dead_letter_topic = %dead.topic, "nats: cannot publish dead letter, leaving the message for redelivery: {e}");
+                    acker
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                        .await
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(subject = %msg.subject, "nats: cannot settle JetStream message (it will be redelivered): {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_coverage() {
+        assert!(covers("a.*", "a.b"));
+        assert!(covers("a.*", "a.*"));
+        assert!(!covers("a.*", "a.>"));
+        assert!(!covers("a.*", "a.b.c"));
+        assert!(covers("a.>", "a.b.c"));
+        assert!(covers("a.>", "a.*"));
+        assert!(!covers("a.>", "a"));
+        assert!(covers("a.b", "a.b"));
+        assert!(!covers("a.b", "a.*"));
+        assert_eq!(name_token("orders.*.x>"), "orders_S_xG");
+    }
+}
