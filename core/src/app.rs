@@ -43,7 +43,9 @@ impl<S: Service> ServiceEntry for Entry<S> {
     ) -> Result<StartedService> {
         let service = &self.0;
         let name = service.name().to_owned();
-        let identity = Identity::new(name.clone()).with_version(service.version());
+        let mut identity = Identity::new(name.clone()).with_version(service.version());
+        identity.description = service.description().to_owned();
+        identity.metadata = service.metadata();
         let client = Client::with_identity(Arc::clone(bus), identity);
         service.starting(&client).await.map_err(|e| {
             Error::new(

@@ -1,5 +1,6 @@
 //! Who a service instance is: name, version and a per-process instance id.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A service instance's identity, used in envelopes, connection names and the NATS service API.
@@ -11,6 +12,10 @@ pub struct Identity {
     pub version: String,
     /// Instance id: 22 base-62 characters, unique per process and service.
     pub instance_id: String,
+    /// Human-readable description (shown by service discovery, e.g. NATS `$SRV.INFO`).
+    pub description: String,
+    /// Free-form metadata (shown by service discovery).
+    pub metadata: BTreeMap<String, String>,
 }
 
 impl Identity {
@@ -20,6 +25,8 @@ impl Identity {
             name: name.into(),
             version: "0.0.0".to_owned(),
             instance_id: new_instance_id(),
+            description: String::new(),
+            metadata: BTreeMap::new(),
         }
     }
 

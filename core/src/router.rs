@@ -222,6 +222,7 @@ impl<S: Send + Sync + 'static> Router<S> {
                     svc = wrap(svc);
                 }
                 svc = BoxCloneSyncService::new(TraceLayer::new(Arc::clone(&route_name)).layer(svc));
+                let explicit_delivery = r.delivery.is_some();
                 let delivery = r
                     .delivery
                     .unwrap_or_else(|| Delivery::Group(identity.name.clone()));
@@ -247,6 +248,9 @@ impl<S: Send + Sync + 'static> Router<S> {
                     Subscription {
                         topic: r.topic,
                         delivery,
+                        explicit_delivery,
+                        name: r.name,
+                        service: identity.clone(),
                         kind: r.kind,
                         concurrency: r.concurrency,
                         dispatcher: Arc::new(dispatcher),

@@ -45,6 +45,16 @@ pub trait Service: Send + Sync + Sized + 'static {
         "0.0.0"
     }
 
+    /// A one-line description (shown by service discovery such as NATS `$SRV.INFO`).
+    fn description(&self) -> &str {
+        ""
+    }
+
+    /// Metadata shown by service discovery (NATS `$SRV.*` responses).
+    fn metadata(&self) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::new()
+    }
+
     /// Registers the service's routes.
     fn routes(&self, router: &mut Router<Self>);
 

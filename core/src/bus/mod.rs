@@ -103,6 +103,14 @@ pub struct Subscription {
     pub topic: String,
     /// How instances share the messages.
     pub delivery: Delivery,
+    /// True when the route chose its group or broadcast itself; false when `delivery` is the
+    /// default (the service name as group). Transports with their own convention for the default
+    /// (NATS service endpoints use the queue group `q`) apply it only then.
+    pub explicit_delivery: bool,
+    /// The route's name within its service (the handler name unless renamed).
+    pub name: String,
+    /// The service the route belongs to.
+    pub service: crate::identity::Identity,
     /// Event or request.
     pub kind: RouteKind,
     /// At most this many handler calls run at once; the bus takes no more than that from the broker.

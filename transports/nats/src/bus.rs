@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::headers::{self, SERVICE_ERROR, SERVICE_ERROR_CODE};
 use crate::jetstream::{CoreNats, JetStream};
+use crate::service_api::{Endpoint, EndpointState, QueueGroup, Registry, DEFAULT_QUEUE_GROUP};
 use crate::url::NatsUrl;
 
 pub(crate) struct Inner {
@@ -45,6 +46,7 @@ pub(crate) struct Inner {
     pub(crate) settled: AtomicUsize,
     pub(crate) draining: AtomicBool,
     pub(crate) closed: AtomicBool,
+    pub(crate) registry: Registry,
 }
 
 /// A NATS connection serving kumi routes. Cheap to clone.
@@ -147,8 +149,15 @@ impl NatsBus {
                 settled: AtomicUsize::new(0),
                 draining: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
+                registry: Registry::default(),
             }),
         })
+    }
+
+    /// Resets the ADR-32 STATS counters of every instance of service `name` on this connection;
+    /// returns how many endpoints were reset.
+    pub fn reset_stats(&self, name: &str) -> usize {
+        self.inner.registry.reset(name)
     }
 
     /// The underlying async-nats client (for NATS features kumi does not wrap).
@@ -218,7 +227,12 @@ impl NatsBus {
 }
 
 impl Inner {
-    async fn consume(self: Arc<Self>, mut nats_sub: async_nats::Subscriber, sub: Subscription) {
+    async fn consume(
+        self: Arc<Self>,
+        mut nats_sub: async_nats::Subscriber,
+        sub: Subscription,
+        endpoint: Option<Arc<EndpointState>>,
+    ) {
         let permits = Arc::new(Semaphore::new(sub.concurrency));
         let mut draining = false;
         loop {
@@ -246,8 +260,18 @@ impl Inner {
             let dispatcher = Arc::clone(&sub.dispatcher);
             let permits = Arc::clone(&permits);
             let kind = sub.kind;
+            let endpoint = endpoint.clone();
             self.tracker.spawn(async move {
-                inner.handle(&dispatcher, kind, msg, permit, &permits).await;
+                inner
+                    .handle(
+                        &dispatcher,
+                        kind,
+                        msg,
+                        permit,
+                        &permits,
+                        endpoint.as_deref(),
+                    )
+                    .await;
                 inner.in_flight.fetch_sub(1, Ordering::AcqRel);
                 inner.settled.fetch_add(1, Ordering::Relaxed);
             });
@@ -261,6 +285,7 @@ impl Inner {
         msg: async_nats::Message,
         permit: OwnedSemaphorePermit,
         permits: &Arc<Semaphore>,
+        endpoint: Option<&EndpointState>,
     ) {
         let mut permit = Some(permit);
         let mut attempt = 1;
@@ -270,9 +295,13 @@ impl Inner {
             message.attempt = attempt;
             let original_headers = message.headers.clone();
             let message_id = message.message_id.clone();
+            let started = Instant::now();
             match dispatcher.dispatch(message).await {
                 Settlement::Ack => return,
                 Settlement::Reply(reply) => {
+                    if let Some(endpoint) = endpoint {
+                        endpoint.record(started.elapsed(), reply.error.as_ref());
+                    }
                     if kind == RouteKind::Request {
                         self.reply(&msg, reply).await;
                     }
@@ -358,6 +387,11 @@ impl Bus for NatsBus {
             ));
         }
         let subject = nats_subject(&sub.topic)?;
+        let service = self
+            .inner
+            .registry
+            .service(&self.inner, &sub.service)
+            .await?;
         let jetstream = match sub.options.get::<JetStream>() {
             Some(js) => Some(js.clone()),
             None if self.inner.url.jetstream
@@ -377,10 +411,43 @@ impl Bus for NatsBus {
             }
             return crate::jetstream::subscribe(&self.inner, sub, js).await;
         }
+        let (subject, queue_group, endpoint) = if sub.kind == RouteKind::Request {
+            let options = sub.options.get::<Endpoint>().cloned().unwrap_or_default();
+            let subject = match &options.group {
+                Some(group) => {
+                    let s = format!("{group}.{subject}");
+                    nats_subject(&s)?
+                }
+                None => subject,
+            };
+            let queue_group = match &options.queue_group {
+                QueueGroup::Named(q) => Some(q.clone()),
+                QueueGroup::Disabled => None,
+                QueueGroup::Default => match (&sub.delivery, sub.explicit_delivery) {
+                    (Delivery::Group(g), true) => Some(g.clone()),
+                    (Delivery::Broadcast, _) => None,
+                    (Delivery::Group(_), false) => Some(DEFAULT_QUEUE_GROUP.to_owned()),
+                },
+            };
+            let endpoint = Registry::add_endpoint(
+                &service,
+                &sub.name,
+                &subject,
+                queue_group.clone(),
+                &options,
+            )?;
+            (subject, queue_group, Some(endpoint))
+        } else {
+            let queue_group = match &sub.delivery {
+                Delivery::Group(g) => Some(g.clone()),
+                Delivery::Broadcast => None,
+            };
+            (subject, queue_group, None)
+        };
         let client = &self.inner.client;
-        let result = match &sub.delivery {
-            Delivery::Group(group) => client.queue_subscribe(subject.clone(), group.clone()).await,
-            Delivery::Broadcast => client.subscribe(subject.clone()).await,
+        let result = match queue_group {
+            Some(group) => client.queue_subscribe(subject.clone(), group).await,
+            None => client.subscribe(subject.clone()).await,
         };
         let nats_sub = result.map_err(|e| {
             Error::new(
@@ -404,7 +471,9 @@ impl Bus for NatsBus {
             .with_source(e)
         })?;
         let inner = Arc::clone(&self.inner);
-        self.inner.tracker.spawn(inner.consume(nats_sub, sub));
+        self.inner
+            .tracker
+            .spawn(inner.consume(nats_sub, sub, endpoint));
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 mod bus;
 pub mod headers;
 mod jetstream;
+pub mod service_api;
 pub mod url;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub use bus::NatsBus;
 pub use jetstream::{CoreNats, JetStream};
 use kumi_core::bus::{BusConnector, SharedBus};
 use kumi_core::handler::BoxFuture;
+pub use service_api::{Endpoint, QueueGroup};
 
 /// Connects to NATS; the bus handle the runner and tests use.
 pub async fn connect(url: &str) -> kumi_core::Result<SharedBus> {

@@ -1,0 +1,364 @@
+//! The NATS service API (ADR-32) as other NATS clients see it: discovery on the `$SRV` subjects,
+//! exact response shapes, queue groups, error headers, stats, validation and drain. Each test runs
+//! its own `nats-server`, so discovery sees only the test's services.
+
+#![cfg(feature = "nats")]
+
+#[path = "support/nats_server.rs"]
+mod nats_server;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kumi::bus::SharedBus;
+use kumi::nats::{Endpoint, NatsBus};
+use kumi::prelude::*;
+use kumi::{App, RunningApp};
+use serde_json::{json, Value};
+
+struct Api {
+    name: &'static str,
+    version: &'static str,
+}
+
+impl Api {
+    async fn get(self: Arc<Self>, Data(v): Data<Value>) -> Result<Value, HandlerError> {
+        if let Some(ms) = v["sleep_ms"].as_u64() {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if v["fail"] == true {
+            return Err("lookup failed".into());
+        }
+        Ok(json!({"got": v}))
+    }
+
+    async fn event(self: Arc<Self>) {}
+}
+
+impl Service for Api {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn version(&self) -> &str {
+        self.version
+    }
+    fn description(&self) -> &str {
+        "orders lookup"
+    }
+    fn metadata(&self) -> std::collections::BTreeMap<String, String> {
+        [("team".to_owned(), "core".to_owned())].into()
+    }
+    fn routes(&self, router: &mut Router<Self>) {
+        router.request("api.orders.get", Self::get).name("get");
+        router.request("count", Self::get).name("count").option(
+            Endpoint::new()
+                .group("api.stats")
+                .metadata("unit", "orders")
+                .stats(|| json!({"cache": "warm"})),
+        );
+        router
+            .request("api.custom", Self::get)
+            .name("custom")
+            .group("custom-q");
+        router.request("api.all", Self::get).name("all").broadcast();
+        router.subscribe("api.events", Self::event);
+    }
+}
+
+async fn nats_bus(server: &nats_server::NatsServer) -> (NatsBus, SharedBus) {
+    let bus = NatsBus::connect(&server.url()).await.expect("connect");
+    let shared: SharedBus = Arc::new(bus.clone());
+    (bus, shared)
+}
+
+async fn start(
+    bus: &SharedBus,
+    name: &'static str,
+    version: &'static str,
+) -> kumi::Result<RunningApp> {
+    App::new()
+        .bus(Arc::clone(bus))
+        .service(Api { name, version })
+        .start()
+        .await
+}
+
+/// Sends a request on `subject` and collects every reply for a short while.
+async fn collect(client: &async_nats::Client, subject: &str) -> Vec<Value> {
+    let inbox = client.new_inbox();
+    let mut sub = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply(subject.to_owned(), inbox, "".into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let mut out = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(400), sub.next()).await {
+        if m.status.is_some() {
+            continue; // the server's "no responders" notice
+        }
+        out.push(serde_json::from_slice(&m.payload).expect("JSON response"));
+    }
+    out
+}
+
+fn keys(v: &Value) -> BTreeSet<&str> {
+    v.as_object().unwrap().keys().map(String::as_str).collect()
+}
+
+#[tokio::test]
+async fn discovery_answers_on_all_subject_forms_with_exact_shapes() {
+    let server = nats_server::NatsServer::start();
+    let (_b1, bus1) = nats_bus(&server).await;
+    let (_b2, bus2) = nats_bus(&server).await;
+    let app1 = start(&bus1, "orders-api", "1.2.3").await.unwrap();
+    let app2 = start(&bus2, "orders-api", "1.2.3").await.unwrap();
+    let (probe, _) = nats_bus(&server).await;
+    let client = probe.client();
+
+    let pings = collect(client, "$SRV.PING").await;
+    assert_eq!(pings.len(), 2, "both instances answer: {pings:?}");
+    let ids: BTreeSet<String> = pings
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "distinct instance ids");
+    for p in &pings {
+        assert_eq!(
+            keys(p),
+            BTreeSet::from(["type", "name", "id", "version", "metadata"])
+        );
+        assert_eq!(p["type"], "io.nats.micro.v1.ping_response");
+        assert_eq!(p["name"], "orders-api");
+        assert_eq!(p["version"], "1.2.3");
+        assert_eq!(p["metadata"], json!({"team": "core"}));
+        let id = p["id"].as_str().unwrap();
+        assert_eq!(id.len(), 22);
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+    assert_eq!(collect(client, "$SRV.PING.orders-api").await.len(), 2);
+    let one = ids.iter().next().unwrap();
+    let by_id = collect(client, &format!("$SRV.PING.orders-api.{one}")).await;
+    assert_eq!(by_id.len(), 1);
+    assert_eq!(by_id[0]["id"], one.as_str());
+    assert!(collect(client, "$SRV.PING.other-service").await.is_empty());
+
+    let infos = collect(client, "$SRV.INFO.orders-api").await;
+    assert_eq!(infos.len(), 2);
+    for i in &infos {
+        assert_eq!(
+            keys(i),
+            BTreeSet::from([
+                "type",
+                "name",
+                "id",
+                "version",
+                "metadata",
+                "description",
+                "endpoints"
+            ])
+        );
+        assert_eq!(i["type"], "io.nats.micro.v1.info_response");
+        assert_eq!(i["description"], "orders lookup");
+        assert_eq!(
+            i["endpoints"],
+            json!([
+                {"name": "get", "subject": "api.orders.get", "queue_group": "q", "metadata": {}},
+                {"name": "count", "subject": "api.stats.count", "queue_group": "q", "metadata": {"unit": "orders"}},
+                {"name": "custom", "subject": "api.custom", "queue_group": "custom-q", "metadata": {}},
+                {"name": "all", "subject": "api.all", "metadata": {}},
+            ]),
+            "endpoints in registration order; event routes are not endpoints"
+        );
+    }
+
+    let stats = collect(client, &format!("$SRV.STATS.orders-api.{one}")).await;
+    assert_eq!(stats.len(), 1);
+    let s = &stats[0];
+    assert_eq!(
+        keys(s),
+        BTreeSet::from([
+            "type",
+            "name",
+            "id",
+            "version",
+            "metadata",
+            "started",
+            "endpoints"
+        ])
+    );
+    assert_eq!(s["type"], "io.nats.micro.v1.stats_response");
+    let started = s["started"].as_str().unwrap();
+    assert_eq!(
+        started.len(),
+        "2026-11-27T09:55:12.123456Z".len(),
+        "{started}"
+    );
+    assert!(
+        started.ends_with('Z') && started.as_bytes()[19] == b'.',
+        "{started}"
+    );
+    let ep = &s["endpoints"][0];
+    assert_eq!(
+        keys(ep),
+        BTreeSet::from([
+            "name",
+            "subject",
+            "queue_group",
+            "num_requests",
+            "num_errors",
+            "last_error",
+            "processing_time",
+            "average_processing_time",
+            "data"
+        ])
+    );
+    assert_eq!(ep["last_error"], "");
+    assert_eq!(ep["data"], Value::Null);
+    assert_eq!(s["endpoints"][1]["data"], json!({"cache": "warm"}));
+    assert!(
+        !keys(&s["endpoints"][3]).contains("queue_group"),
+        "disabled queue group is omitted"
+    );
+
+    // Requests spread over the queue group; STATS sums match.
+    let requester = app1.client();
+    for n in 0..40 {
+        let _: Value = requester
+            .request("api.orders.get", &json!({"n": n}))
+            .await
+            .unwrap();
+    }
+    let stats = collect(client, "$SRV.STATS.orders-api").await;
+    let per: Vec<u64> = stats
+        .iter()
+        .map(|s| s["endpoints"][0]["num_requests"].as_u64().unwrap())
+        .collect();
+    assert_eq!(per.iter().sum::<u64>(), 40, "{per:?}");
+    assert!(
+        per.iter().all(|n| *n > 0),
+        "both instances served requests: {per:?}"
+    );
+    for s in &stats {
+        let ep = &s["endpoints"][0];
+        let (n, total, avg) = (
+            ep["num_requests"].as_u64().unwrap(),
+            ep["processing_time"].as_u64().unwrap(),
+            ep["average_processing_time"].as_u64().unwrap(),
+        );
+        assert!(total > 0);
+        assert_eq!(avg, total / n);
+    }
+    app1.shutdown(Duration::from_secs(5)).await.unwrap();
+    app2.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn errors_carry_adr32_headers_and_count_in_stats_until_reset() {
+    let server = nats_server::NatsServer::start();
+    let (nats, bus) = nats_bus(&server).await;
+    let app = start(&bus, "errs", "0.1.0").await.unwrap();
+    let client = nats.client();
+    let reply = client
+        .request(
+            "api.orders.get",
+            serde_json::to_vec(&json!({"fail": true})).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let headers = reply.headers.expect("error headers");
+    assert_eq!(
+        headers.get("Nats-Service-Error-Code").unwrap().as_str(),
+        "500"
+    );
+    assert_eq!(
+        headers.get("Nats-Service-Error").unwrap().as_str(),
+        "lookup failed"
+    );
+    let reply = client
+        .request("api.orders.get", "not json".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        reply
+            .headers
+            .unwrap()
+            .get("Nats-Service-Error-Code")
+            .unwrap()
+            .as_str(),
+        "400"
+    );
+    // Bare-JSON clients get bare JSON back.
+    let ok = client
+        .request("api.orders.get", r#"{"n":1}"#.into())
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&ok.payload).unwrap(),
+        json!({"got": {"n": 1}})
+    );
+
+    let s = &collect(client, "$SRV.STATS.errs").await[0]["endpoints"][0];
+    assert_eq!(s["num_requests"], 3);
+    assert_eq!(s["num_errors"], 2);
+    assert!(s["last_error"].as_str().unwrap().starts_with("400:"), "{s}");
+    assert_eq!(nats.reset_stats("errs"), 4);
+    let s = &collect(client, "$SRV.STATS.errs").await[0]["endpoints"][0];
+    assert_eq!(
+        (
+            s["num_requests"].clone(),
+            s["num_errors"].clone(),
+            s["last_error"].clone()
+        ),
+        (json!(0), json!(0), json!(""))
+    );
+    app.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn invalid_names_and_versions_are_startup_errors() {
+    let server = nats_server::NatsServer::start();
+    let (_n, bus) = nats_bus(&server).await;
+    let e = start(&bus, "bad.name", "1.0.0")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'bad.name'") && e.contains("not a valid NATS service name"),
+        "{e}"
+    );
+    let (_n, bus) = nats_bus(&server).await;
+    let e = start(&bus, "good", "1.0").await.unwrap_err().to_string();
+    assert!(
+        e.contains("'1.0'") && e.contains("semantic versioning"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn stop_answers_a_request_sent_just_before() {
+    let server = nats_server::NatsServer::start();
+    let (nats, bus) = nats_bus(&server).await;
+    let app = start(&bus, "drainer", "1.0.0").await.unwrap();
+    let client = nats.client().clone();
+    let pending = tokio::spawn(async move {
+        client
+            .request(
+                "api.orders.get",
+                serde_json::to_vec(&json!({"sleep_ms": 300}))
+                    .unwrap()
+                    .into(),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let report = app.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(report.abandoned, 0);
+    let reply = pending.await.unwrap().expect("answered during drain");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&reply.payload).unwrap()["got"]["sleep_ms"],
+        300
+    );
+}
