@@ -14,6 +14,7 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: PathBuf,
+    extra: Vec<String>,
 }
 
 fn binary() -> String {
@@ -41,12 +42,18 @@ fn free_port() -> u16 {
 impl NatsServer {
     /// Starts a server on a free port and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra command-line arguments (e.g. `--user`, `--pass`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let port = free_port();
         let store = std::env::temp_dir().join(format!("kumi-nats-{port}-{}", std::process::id()));
         let mut server = Self {
             child: None,
             port,
             store,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
         server.spawn();
         server
@@ -64,6 +71,7 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(&self.store)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
