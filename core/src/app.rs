@@ -65,8 +65,8 @@ impl<S: Service> ServiceEntry for Entry<S> {
             t.attach(&handle, router.extensions_mut())?;
         }
         let mut routes = Vec::new();
-        for (subscription, summary) in router.into_subscriptions(service, &client)? {
-            bus.subscribe(subscription).await?;
+        for (subscription, mut summary) in router.into_subscriptions(service, &client)? {
+            summary.listens = bus.subscribe(subscription).await?;
             routes.push(summary);
         }
         service.started(&client).await.map_err(|e| {

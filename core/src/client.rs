@@ -296,6 +296,17 @@ impl Client {
         }
     }
 
+    /// A context that is not tied to a handled message (a scheduled run, an HTTP request...):
+    /// publishes carry `correlation_id` if given.
+    pub fn context(&self, correlation_id: Option<String>) -> Context {
+        Context {
+            client: self.clone(),
+            correlation_id,
+            traceparent: None,
+            tracestate: None,
+        }
+    }
+
     /// A handler context for `message`: publishes from it carry its correlation id (or, if it has
     /// none, its message id) and its trace context.
     pub(crate) fn context_for(&self, message: &Message) -> Context {

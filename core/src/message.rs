@@ -104,6 +104,42 @@ impl Extensions {
             .and_then(|m| m.get(&TypeId::of::<T>()))
             .and_then(|b| b.downcast_ref())
     }
+
+    /// The stored value of type `T`, mutably.
+    pub fn get_mut<T: Send + Sync + 'static>(&mut self) -> Option<&mut T> {
+        self.0
+            .as_mut()
+            .and_then(|m| m.get_mut(&TypeId::of::<T>()))
+            .and_then(|b| b.downcast_mut())
+    }
+
+    /// The stored value of type `T`, inserting `T::default()` first if there is none.
+    pub fn get_or_default<T: Default + Send + Sync + 'static>(&mut self) -> &mut T {
+        self.0
+            .get_or_insert_with(Default::default)
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()))
+            .downcast_mut()
+            .expect("the entry for T holds a T")
+    }
+
+    /// Takes the stored value of type `T` out.
+    pub fn remove<T: Send + Sync + 'static>(&mut self) -> Option<T> {
+        self.0
+            .as_mut()
+            .and_then(|m| m.remove(&TypeId::of::<T>()))
+            .and_then(|b| b.downcast().ok().map(|b| *b))
+    }
+
+    /// Number of stored values.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |m| m.len())
+    }
+
+    /// True when nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl fmt::Debug for Extensions {
@@ -222,5 +258,11 @@ mod tests {
         assert_eq!(e.insert(8u64), Some(7));
         assert_eq!(e.get::<u64>(), Some(&8));
         assert!(e.get::<u32>().is_none());
+        *e.get_mut::<u64>().unwrap() += 1;
+        e.get_or_default::<Vec<u8>>().push(1);
+        assert_eq!(e.len(), 2);
+        assert_eq!(e.remove::<u64>(), Some(9));
+        assert_eq!(e.remove::<Vec<u8>>(), Some(vec![1]));
+        assert!(e.is_empty());
     }
 }

@@ -81,8 +81,10 @@ impl<S> Default for Router<S> {
     }
 }
 
-fn handler_name<H>() -> String {
-    // `my_crate::Orders::on_order` -> `on_order`; closures keep a readable tail.
+/// A readable default route name for a handler type: the function's name
+/// (`my_crate::Orders::on_order` → `on_order`). Transport crates use it for their routes too.
+pub fn handler_name<H>() -> String {
+    // Closures keep a readable tail.
     let full = std::any::type_name::<H>();
     let trimmed = full.split('<').next().unwrap_or(full);
     trimmed
@@ -231,6 +233,7 @@ impl<S: Send + Sync + 'static> Router<S> {
                     name: route_name.to_string(),
                     topic: r.topic.clone(),
                     delivery: delivery.clone(),
+                    listens: String::new(),
                     concurrency: r.concurrency,
                     max_attempts: r.retry.max_attempts,
                     envelope: envelope.name(),
@@ -298,6 +301,8 @@ pub struct RouteSummary {
     pub topic: String,
     /// Group or broadcast.
     pub delivery: Delivery,
+    /// Where the bus listens for it (filled in once subscribed).
+    pub listens: String,
     /// Concurrency limit.
     pub concurrency: usize,
     /// Attempts before dead-lettering.

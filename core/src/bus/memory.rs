@@ -312,7 +312,7 @@ impl Bus for MemoryBus {
         "memory://"
     }
 
-    async fn subscribe(&self, sub: Subscription) -> Result<()> {
+    async fn subscribe(&self, sub: Subscription) -> Result<String> {
         validate_pattern(&sub.topic)?;
         if self.inner.draining.load(Ordering::Acquire) {
             return Err(Error::new(
@@ -353,7 +353,10 @@ impl Bus for MemoryBus {
             }
         };
         self.spawn_workers(&queue, &sub.dispatcher, sub.concurrency);
-        Ok(())
+        Ok(match &sub.delivery {
+            Delivery::Group(g) => format!("group {g}"),
+            Delivery::Broadcast => "broadcast".to_owned(),
+        })
     }
 
     async fn publish(&self, message: Outgoing) -> Result<()> {

@@ -228,9 +228,11 @@ pub trait Bus: Send + Sync + 'static {
     /// The bus URL with credentials removed, for banners and errors.
     fn url(&self) -> &str;
 
-    /// Starts consuming for a route. Fails with a clear error if the bus cannot serve it (e.g.
-    /// request routes on a bus without request/reply).
-    async fn subscribe(&self, subscription: Subscription) -> Result<()>;
+    /// Starts consuming for a route. Returns where it listens, in the bus's own terms, for the
+    /// startup banner (e.g. `queue group q` or `JetStream consumer orders-created on stream
+    /// ORDERS`). Fails with a clear error if the bus cannot serve it (e.g. request routes on a bus
+    /// without request/reply).
+    async fn subscribe(&self, subscription: Subscription) -> Result<String>;
 
     /// Publishes an event. Returns once the bus has accepted it (confirmed, where it confirms).
     async fn publish(&self, message: Outgoing) -> Result<()>;

@@ -24,7 +24,7 @@ pub use config::{Config, LogFormat};
 pub use logging::init_logging;
 
 use crate::app::{App, RunningApp};
-use crate::bus::{Connectors, Delivery};
+use crate::bus::Connectors;
 use crate::error::ErrorKind;
 use crate::service::Service;
 use crate::transport::SharedTransport;
@@ -171,16 +171,12 @@ impl Runner {
 fn banner(running: &RunningApp) {
     tracing::info!(bus = running.bus().url(), "kumi is running");
     for r in running.routes() {
-        let delivery = match &r.delivery {
-            Delivery::Group(g) => format!("group {g}"),
-            Delivery::Broadcast => "broadcast".to_owned(),
-        };
         tracing::info!(
             "  {:<9} {:<28} -> {:<28} [{}, concurrency {}, attempts {}, {}] on {}",
             r.kind.to_string(),
             r.topic,
             r.name,
-            delivery,
+            r.listens,
             r.concurrency,
             r.max_attempts,
             r.envelope,

@@ -379,7 +379,7 @@ impl Bus for NatsBus {
         &self.inner.url.redacted
     }
 
-    async fn subscribe(&self, sub: Subscription) -> Result<()> {
+    async fn subscribe(&self, sub: Subscription) -> Result<String> {
         if self.inner.draining.load(Ordering::Acquire) {
             return Err(Error::new(
                 ErrorKind::Closed,
@@ -445,7 +445,7 @@ impl Bus for NatsBus {
             (subject, queue_group, None)
         };
         let client = &self.inner.client;
-        let result = match queue_group {
+        let result = match queue_group.clone() {
             Some(group) => client.queue_subscribe(subject.clone(), group).await,
             None => client.subscribe(subject.clone()).await,
         };
@@ -470,11 +470,17 @@ impl Bus for NatsBus {
             )
             .with_source(e)
         })?;
+        let listens = match (&queue_group, sub.kind) {
+            (Some(q), RouteKind::Request) => format!("endpoint {subject}, queue group {q}"),
+            (None, RouteKind::Request) => format!("endpoint {subject}, no queue group"),
+            (Some(q), RouteKind::Event) => format!("queue group {q}"),
+            (None, RouteKind::Event) => "every instance".to_owned(),
+        };
         let inner = Arc::clone(&self.inner);
         self.inner
             .tracker
             .spawn(inner.consume(nats_sub, sub, endpoint));
-        Ok(())
+        Ok(listens)
     }
 
     async fn publish(&self, message: Outgoing) -> Result<()> {

@@ -218,7 +218,7 @@ pub(crate) async fn subscribe(
     inner: &Arc<Inner>,
     sub: Subscription,
     opts: JetStream,
-) -> Result<()> {
+) -> Result<String> {
     let js = jetstream::new(inner.client.clone());
     let stream = resolve_stream(&js, &sub, &opts).await?;
     let max_ack_pending = i64::try_from(sub.concurrency).unwrap_or(i64::MAX);
@@ -264,6 +264,16 @@ pub(crate) async fn subscribe(
                 }
             }
         };
+    let listens = format!(
+        "JetStream consumer {} on stream {}",
+        consumer
+            .cached_info()
+            .config
+            .durable_name
+            .clone()
+            .unwrap_or_else(|| "(ephemeral)".to_owned()),
+        stream.cached_info().config.name
+    );
     let messages = consumer.messages().await.map_err(|e| {
         js_error(
             format!("cannot consume JetStream messages for '{}'", sub.topic),
@@ -274,7 +284,7 @@ pub(crate) async fn subscribe(
     inner
         .tracker
         .spawn(consume(inner2, messages, sub, opts.ack_wait));
-    Ok(())
+    Ok(listens)
 }
 
 async fn consume(
