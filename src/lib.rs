@@ -58,14 +58,32 @@ pub mod prelude {
     pub use kumi_macros::service;
 }
 
+/// The NATS bus.
+#[cfg(feature = "nats")]
+pub use kumi_nats as nats;
+
 /// The bus connectors this build of kumi offers (by enabled features); `memory` always.
 pub fn connectors() -> bus::Connectors {
-    bus::Connectors::default()
+    #[allow(unused_mut)]
+    let mut connectors = bus::Connectors::default();
+    #[cfg(feature = "nats")]
+    {
+        connectors.register("nats", kumi_nats::connector());
+        connectors.register("tls", kumi_nats::connector());
+    }
+    connectors
 }
+
+/// Scheduled handlers: intervals, cron, one-shot and daily triggers.
+#[cfg(feature = "schedule")]
+pub use kumi_schedule as schedule;
 
 /// A [`Runner`](runner::Runner) with every transport this build enables.
 pub fn runner() -> runner::Runner {
-    runner::Runner::new().connectors(connectors())
+    let runner = runner::Runner::new().connectors(connectors());
+    #[cfg(feature = "schedule")]
+    let runner = runner.transport_with(kumi_schedule::transport_from_config);
+    runner
 }
 
 /// Runs `service` until SIGINT/SIGTERM with configuration from flags and `KUMI_*` variables
