@@ -56,6 +56,13 @@ pub mod prelude {
     };
     #[cfg(feature = "macros")]
     pub use kumi_macros::service;
+
+    #[cfg(feature = "http")]
+    pub use kumi_http::HttpRouterExt as _;
+    #[cfg(feature = "schedule")]
+    pub use kumi_schedule::ScheduleExt as _;
+    #[cfg(feature = "websocket")]
+    pub use kumi_websocket::WebSocketRouterExt as _;
 }
 
 /// The NATS bus.
@@ -74,13 +81,21 @@ pub fn connectors() -> bus::Connectors {
     connectors
 }
 
+/// HTTP routes on kumi services (axum), error handlers, static files, health endpoints.
+#[cfg(feature = "http")]
+pub use kumi_http as http;
 /// Scheduled handlers: intervals, cron, one-shot and daily triggers.
 #[cfg(feature = "schedule")]
 pub use kumi_schedule as schedule;
+/// Websocket endpoints on the HTTP server, fan-out hubs, and a client.
+#[cfg(feature = "websocket")]
+pub use kumi_websocket as websocket;
 
 /// A [`Runner`](runner::Runner) with every transport this build enables.
 pub fn runner() -> runner::Runner {
     let runner = runner::Runner::new().connectors(connectors());
+    #[cfg(feature = "http")]
+    let runner = runner.transport_with(kumi_http::transport_from_config);
     #[cfg(feature = "schedule")]
     let runner = runner.transport_with(kumi_schedule::transport_from_config);
     runner

@@ -1,0 +1,9 @@
+//! kumi-http against real sockets: every test starts its own server on a free port.
+
+mod bad_input;
+mod bus;
+mod health_and_drain;
+mod middleware;
+mod registration;
+mod static_files;
+mod support;
