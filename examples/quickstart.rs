@@ -1,28 +1,41 @@
-//! kumi quickstart: two services on the in-memory bus, no broker needed.
+//! kumi quickstart: two services in one process on the embedded default — the in-memory bus,
+//! HTTP, a websocket and a schedule. No broker needed.
 //!
 //! ```text
 //! cargo run --example quickstart
 //! ```
 //!
-//! - `shop` (the `Service` trait written by hand) produces: every 2 s it publishes an
-//!   `orders.created` event and asks `orders.get` for the order; once it sends a payment that
-//!   always fails.
-//! - `orders` (written with `#[kumi::service]`) consumes: it handles the events, answers the
-//!   requests, and fails the bad payment, which is retried with backoff and then dead-lettered to
-//!   `dlq.payments.charge`, where an audit route reports it.
+//! - `orders` (written with `#[kumi::service]`) consumes: it handles `orders.created` events,
+//!   answers `orders.get` requests, and fails declined payments, which are retried with backoff and
+//!   then dead-lettered to `dlq.payments.charge`, where an audit route reports them.
+//! - `shop` (the `Service` trait written by hand) produces: a schedule places an order every 5
+//!   seconds; `POST /orders` places one over HTTP (the handler publishes on the bus);
+//!   `GET /orders/{id}` asks `orders.get` over the bus; `ws://…/events` streams every confirmed
+//!   order to websocket clients.
 //!
-//! Stop it with Ctrl-C (or SIGTERM): in-flight work drains and the process exits 0. Try
-//! `KUMI_LOG=debug`, `KUMI_LOG_FORMAT=json`, or `--help`.
+//! While it runs (the banner shows the address; `--http 127.0.0.1:0` picks a free port):
+//!
+//! ```text
+//! curl -s localhost:8080/orders -H 'content-type: application/json' -d '{"item":"matcha","cents":600}'
+//! curl -s localhost:8080/orders/7
+//! curl -s localhost:8080/health/ready
+//! websocat ws://127.0.0.1:8080/events        # one JSON line per confirmed order
+//! ```
+//!
+//! Stop it with Ctrl-C (or SIGTERM): in-flight work drains, websocket clients get `1001 Going
+//! Away`, and the process exits 0. Try `KUMI_LOG=debug`, `KUMI_LOG_FORMAT=json`, or `--help`.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use kumi::envelope::Raw;
+use kumi::http::{BusContext, HttpError, Json, Path, StatusCode};
 use kumi::prelude::*;
+use kumi::schedule::{Every, ScheduledTime};
+use kumi::websocket::{Hub, Session};
 use kumi::{async_trait, BoxError};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Order {
@@ -47,7 +60,7 @@ impl Orders {
     async fn on_created(&self, Data(order): Data<Order>, ctx: Context) -> Result<(), HandlerError> {
         tracing::info!(order.id, item = %order.item, "orders: order created");
         // Publishing from a handler propagates the correlation id and trace context.
-        ctx.publish("orders.confirmed", &order.id).await?;
+        ctx.publish("orders.confirmed", &order).await?;
         Ok(())
     }
 
@@ -87,51 +100,86 @@ impl Orders {
     }
 }
 
+#[derive(Debug, Deserialize)]
+struct NewOrder {
+    item: String,
+    cents: u64,
+}
+
 /// The producer, with the `Service` trait written by hand.
+#[derive(Default)]
 struct Shop {
-    stop: watch::Sender<bool>,
+    next_id: AtomicU64,
+    hub: Hub,
 }
 
 impl Shop {
-    async fn on_confirmed(
-        self: Arc<Self>,
-        Data(id): Data<u64>,
-        CorrelationId(corr): CorrelationId,
-    ) {
-        tracing::info!(
-            id,
-            correlation_id = corr.as_deref().unwrap_or(""),
-            "shop: order confirmed"
-        );
+    fn order(&self, item: String, cents: u64) -> Order {
+        Order {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            item,
+            cents,
+        }
     }
 
-    async fn produce(client: Client, mut stop: watch::Receiver<bool>) {
-        let bad = Charge {
-            order_id: 0,
-            card: "declined".into(),
-        };
-        if let Err(e) = client.publish("payments.charge", &bad).await {
-            tracing::error!("shop: cannot publish: {e}");
-        }
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        for id in 1.. {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => return,
-            }
-            let order = Order {
-                id,
-                item: "green tea".into(),
-                cents: 450,
-            };
-            if let Err(e) = client.publish("orders.created", &order).await {
-                tracing::error!("shop: cannot publish: {e}");
-            }
-            match client.request::<_, Order>("orders.get", &id).await {
-                Ok(o) => tracing::info!(o.id, item = %o.item, o.cents, "shop: got reply"),
-                Err(e) => tracing::error!("shop: request failed: {e}"),
-            }
-        }
+    /// Schedule: place an order every 5 seconds (and once at start).
+    async fn tick(
+        self: Arc<Self>,
+        ctx: Context,
+        ScheduledTime(at): ScheduledTime,
+    ) -> Result<(), HandlerError> {
+        let order = self.order("green tea".into(), 450);
+        tracing::info!(order.id, scheduled = %at, "shop: placing the scheduled order");
+        ctx.publish("orders.created", &order).await?;
+        Ok(())
+    }
+
+    /// `POST /orders`: HTTP → bus.
+    async fn place(
+        self: Arc<Self>,
+        ctx: BusContext,
+        Json(new): Json<NewOrder>,
+    ) -> Result<(StatusCode, Json<Order>), HttpError> {
+        let order = self.order(new.item, new.cents);
+        ctx.publish("orders.created", &order)
+            .await
+            .map_err(|e| HttpError::unavailable(e.to_string()))?;
+        Ok((StatusCode::ACCEPTED, Json(order)))
+    }
+
+    /// `GET /orders/{id}`: HTTP → request/reply over the bus.
+    async fn lookup(
+        self: Arc<Self>,
+        ctx: BusContext,
+        Path(id): Path<u64>,
+    ) -> Result<Json<Order>, HttpError> {
+        let order: Order = ctx
+            .request("orders.get", &id)
+            .await
+            .map_err(|e| HttpError::unavailable(e.to_string()))?;
+        Ok(Json(order))
+    }
+
+    /// `ws://…/events`: join the hub until the client leaves.
+    async fn events(self: Arc<Self>, session: Session) {
+        self.hub.join(&session);
+        session.closed().await;
+    }
+
+    /// Bus → websocket clients.
+    async fn on_confirmed(
+        self: Arc<Self>,
+        Data(order): Data<Order>,
+        CorrelationId(corr): CorrelationId,
+    ) -> Result<(), HandlerError> {
+        let sent = self.hub.broadcast_json(&order)?;
+        tracing::info!(
+            order.id,
+            correlation_id = corr.as_deref().unwrap_or(""),
+            websocket_clients = sent,
+            "shop: order confirmed"
+        );
+        Ok(())
     }
 }
 
@@ -143,25 +191,32 @@ impl Service for Shop {
 
     fn routes(&self, router: &mut Router<Self>) {
         router.subscribe("orders.confirmed", Self::on_confirmed);
+        router.schedule(Every::seconds(5), Self::tick).immediately();
+        router.post("/orders", Self::place);
+        router.get("/orders/{id}", Self::lookup);
+        router.websocket("/events", Self::events);
     }
 
     async fn started(&self, client: &Client) -> Result<(), BoxError> {
-        tokio::spawn(Self::produce(client.clone(), self.stop.subscribe()));
-        Ok(())
-    }
-
-    async fn stopping(&self, _client: &Client) -> Result<(), BoxError> {
-        let _ = self.stop.send(true);
+        // One payment that always fails, to show retries and dead-lettering.
+        client
+            .publish(
+                "payments.charge",
+                &Charge {
+                    order_id: 0,
+                    card: "declined".into(),
+                },
+            )
+            .await?;
         Ok(())
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (stop, _) = watch::channel(false);
     kumi::runner()
         .service(Orders)
-        .service(Shop { stop })
+        .service(Shop::default())
         .run()
         .await
 }
