@@ -150,12 +150,46 @@ impl fmt::Debug for Extensions {
 }
 
 /// Who produced a message, when its envelope says so (tomodachi's `service` block).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Holds slices of the message body where it can, so decoding it costs no allocation.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Producer {
+    name: Option<Bytes>,
+    instance: Option<Bytes>,
+}
+
+impl Producer {
+    /// A producer from its name and instance id (each UTF-8).
+    pub fn new(name: Option<Bytes>, instance: Option<Bytes>) -> Self {
+        let utf8 = |b: Option<Bytes>| b.filter(|b| std::str::from_utf8(b).is_ok());
+        Self {
+            name: utf8(name),
+            instance: utf8(instance),
+        }
+    }
+
     /// Producer service name.
-    pub name: Option<String>,
+    pub fn name(&self) -> Option<&str> {
+        self.name
+            .as_deref()
+            .and_then(|b| std::str::from_utf8(b).ok())
+    }
+
     /// Producer instance id.
-    pub instance: Option<String>,
+    pub fn instance(&self) -> Option<&str> {
+        self.instance
+            .as_deref()
+            .and_then(|b| std::str::from_utf8(b).ok())
+    }
+}
+
+impl fmt::Debug for Producer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("name", &self.name())
+            .field("instance", &self.instance())
+            .finish()
+    }
 }
 
 /// An incoming message, as a transport received it and the route's envelope decoded it.

@@ -199,10 +199,14 @@ impl Envelope for JsonBase {
             message.timestamp = UNIX_EPOCH.checked_add(Duration::from_secs_f64(ts));
         }
         if let Some(service) = env.service {
-            message.producer = Producer {
-                name: service.name.map(|s| s.into_owned()),
-                instance: service.uuid.map(|s| s.into_owned()),
+            // Borrowed strings are slices of the body: no copy. Escaped ones were unescaped.
+            let bytes = |s: Option<std::borrow::Cow<'_, str>>| {
+                s.map(|s| match s {
+                    std::borrow::Cow::Borrowed(b) => body.slice_ref(b.as_bytes()),
+                    std::borrow::Cow::Owned(o) => Bytes::from(o),
+                })
             };
+            message.producer = Producer::new(bytes(service.name), bytes(service.uuid));
         }
         Ok(())
     }
@@ -330,7 +334,7 @@ mod tests {
                 payload
             );
             assert_eq!(m.message_id.as_deref(), Some(encoded.message_id.as_str()));
-            assert_eq!(m.producer.name.as_deref(), Some("orders"));
+            assert_eq!(m.producer.name(), Some("orders"));
             assert!(m.timestamp.is_some());
         }
     }
@@ -348,7 +352,7 @@ mod tests {
             "payload is a slice of the body"
         );
         assert_eq!(m.message_id.as_deref(), Some("5f0c.9d1e"));
-        assert_eq!(m.producer.instance.as_deref(), Some("5f0c"));
+        assert_eq!(m.producer.instance(), Some("5f0c"));
         assert_eq!(
             m.timestamp,
             UNIX_EPOCH.checked_add(Duration::from_secs_f64(1732700000.5))

@@ -84,7 +84,9 @@ impl Formatter for PythonFormatter {
             // serde_json writes null for these; keep its behaviour.
             return CompactFormatter.write_null(w);
         }
-        w.write_all(python_float_repr(value).as_bytes())
+        let mut buf = [0u8; 40];
+        let n = python_float_repr(value, &mut buf);
+        w.write_all(&buf[..n])
     }
 
     fn write_f32<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f32) -> io::Result<()> {
@@ -92,51 +94,93 @@ impl Formatter for PythonFormatter {
     }
 }
 
-/// Python's `repr(float)`: the shortest round-tripping digits, positional when the decimal
-/// exponent is in `-4..16`, else scientific with a signed, at-least-two-digit exponent.
-fn python_float_repr(value: f64) -> String {
+/// Python's `repr(float)` written into `out` (returns the length): the shortest round-tripping
+/// digits, positional when the decimal exponent is in `-4..16`, else scientific with a signed,
+/// at-least-two-digit exponent. No allocation: floats are on every envelope (the timestamp).
+fn python_float_repr(value: f64, out: &mut [u8; 40]) -> usize {
+    use std::io::Write as _;
     // Rust's `{:e}` gives the shortest round-tripping digits: "-1.2345e-7", "1e16".
-    let sci = format!("{value:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let negative = mantissa.starts_with('-');
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let mut out = String::with_capacity(digits.len() + 8);
+    let mut sci = [0u8; 40];
+    let len = {
+        let mut cursor = std::io::Cursor::new(&mut sci[..]);
+        let _ = write!(cursor, "{value:e}");
+        usize::try_from(cursor.position()).unwrap_or(0)
+    };
+    let sci = &sci[..len];
+    let e_at = sci.iter().position(|&b| b == b'e').unwrap_or(len);
+    let exp: i32 = std::str::from_utf8(&sci[(e_at + 1).min(len)..])
+        .ok()
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
+    let negative = sci.first() == Some(&b'-');
+    let mut digits = [0u8; 20];
+    let mut nd = 0;
+    for &b in &sci[..e_at] {
+        if b.is_ascii_digit() && nd < digits.len() {
+            digits[nd] = b;
+            nd += 1;
+        }
+    }
+    let digits = &digits[..nd];
+    let mut o = 0;
+    let mut push = |bytes: &[u8], o: &mut usize| {
+        for &b in bytes {
+            if *o < out.len() {
+                out[*o] = b;
+                *o += 1;
+            }
+        }
+    };
     if negative {
-        out.push('-');
+        push(b"-", &mut o);
     }
     if (-4..16).contains(&exp) {
         if exp < 0 {
-            out.push_str("0.");
+            push(b"0.", &mut o);
             for _ in 0..(-exp - 1) {
-                out.push('0');
+                push(b"0", &mut o);
             }
-            out.push_str(&digits);
+            push(digits, &mut o);
         } else {
             let int_len = exp as usize + 1;
             if digits.len() <= int_len {
-                out.push_str(&digits);
+                push(digits, &mut o);
                 for _ in digits.len()..int_len {
-                    out.push('0');
+                    push(b"0", &mut o);
                 }
-                out.push_str(".0");
+                push(b".0", &mut o);
             } else {
-                out.push_str(&digits[..int_len]);
-                out.push('.');
-                out.push_str(&digits[int_len..]);
+                push(&digits[..int_len], &mut o);
+                push(b".", &mut o);
+                push(&digits[int_len..], &mut o);
             }
         }
     } else {
-        out.push_str(&digits[..1]);
+        push(&digits[..1], &mut o);
         if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
+            push(b".", &mut o);
+            push(&digits[1..], &mut o);
         }
-        out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
-        out.push_str(&format!("{:02}", exp.abs()));
+        push(if exp < 0 { b"e-" } else { b"e+" }, &mut o);
+        let abs = exp.unsigned_abs();
+        if abs < 10 {
+            push(b"0", &mut o);
+        }
+        let mut e = [0u8; 4];
+        let mut ne = 0;
+        let mut v = abs;
+        loop {
+            e[ne] = b'0' + (v % 10) as u8;
+            ne += 1;
+            v /= 10;
+            if v == 0 || ne == e.len() {
+                break;
+            }
+        }
+        e[..ne].reverse();
+        push(&e[..ne], &mut o);
     }
-    out
+    o
 }
 
 #[cfg(test)]
@@ -171,8 +215,13 @@ mod tests {
             (123456789012345.6, "123456789012345.6"),
             (1.2345e22, "1.2345e+22"),
             (0.0, "0.0"),
+            (-1e-100, "-1e-100"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
         ] {
-            assert_eq!(python_float_repr(v), s, "{v}");
+            let mut buf = [0u8; 40];
+            let n = python_float_repr(v, &mut buf);
+            assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), s, "{v}");
         }
     }
 }
