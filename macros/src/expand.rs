@@ -1,5 +1,7 @@
 //! The expansion of `#[service]`: the `Service` impl, built from the attributed methods.
 
+use std::collections::HashSet;
+
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
@@ -9,12 +11,40 @@ use syn::{
 };
 
 use crate::options::{default_service_name, lit_str, RouteArgs, ServiceArgs};
+use crate::transports::{HttpArgs, HttpErrorArgs, ScheduleArgs, WebSocketArgs};
 
-/// A bus route trigger.
+/// A route trigger: a bus route, an HTTP route or error handler, a websocket endpoint or a
+/// schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RouteKind {
     Subscribe,
     Request,
+    Http,
+    HttpError,
+    WebSocket,
+    Schedule,
+}
+
+impl RouteKind {
+    const ALL: [RouteKind; 6] = [
+        RouteKind::Subscribe,
+        RouteKind::Request,
+        RouteKind::Http,
+        RouteKind::HttpError,
+        RouteKind::WebSocket,
+        RouteKind::Schedule,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            RouteKind::Subscribe => "subscribe",
+            RouteKind::Request => "request",
+            RouteKind::Http => "http",
+            RouteKind::HttpError => "http_error",
+            RouteKind::WebSocket => "websocket",
+            RouteKind::Schedule => "schedule",
+        }
+    }
 }
 
 /// A lifecycle hook of the `Service` trait.
@@ -58,17 +88,18 @@ enum KumiAttr {
 impl KumiAttr {
     fn of(attr: &Attribute) -> Option<Self> {
         let ident = attr.path().get_ident()?;
-        Some(match ident.to_string().as_str() {
-            "subscribe" => KumiAttr::Route(RouteKind::Subscribe),
-            "request" => KumiAttr::Route(RouteKind::Request),
-            name => KumiAttr::Hook(*Hook::ALL.iter().find(|h| h.name() == name)?),
-        })
+        let name = ident.to_string();
+        if let Some(kind) = RouteKind::ALL.iter().find(|k| k.name() == name) {
+            return Some(KumiAttr::Route(*kind));
+        }
+        Some(KumiAttr::Hook(
+            *Hook::ALL.iter().find(|h| h.name() == name)?,
+        ))
     }
 
     fn name(self) -> &'static str {
         match self {
-            KumiAttr::Route(RouteKind::Subscribe) => "subscribe",
-            KumiAttr::Route(RouteKind::Request) => "request",
+            KumiAttr::Route(kind) => kind.name(),
             KumiAttr::Hook(h) => h.name(),
         }
     }
@@ -206,13 +237,31 @@ struct Builder {
     routes: Vec<TokenStream>,
     /// Per hook: the method it calls (for duplicate errors) and the trait method.
     hooks: [Option<(syn::Ident, TokenStream)>; 4],
+    /// The methods of the impl block without a receiver (websocket hooks call them as
+    /// associated functions).
+    static_methods: HashSet<String>,
+    /// Schedule route names known at expansion time, with the method that has them: two
+    /// schedules of one service with one name fail at startup, so that is caught here.
+    schedule_names: Vec<(String, syn::Ident)>,
 }
 
 impl Builder {
     fn collect(imp: &ItemImpl, errors: &mut Errors) -> Self {
+        let static_methods = imp
+            .items
+            .iter()
+            .filter_map(|item| match item {
+                ImplItem::Fn(f) if f.sig.receiver().is_none() => {
+                    Some(f.sig.ident.unraw().to_string())
+                }
+                _ => None,
+            })
+            .collect();
         let mut this = Builder {
             routes: Vec::new(),
             hooks: Default::default(),
+            static_methods,
+            schedule_names: Vec::new(),
         };
         for item in &imp.items {
             match item {
@@ -240,7 +289,7 @@ impl Builder {
             let (_, hook_attr) = attrs.iter().find(|(k, _)| !is_route(k)).expect("a hook");
             errors.push(syn::Error::new_spanned(
                 hook_attr,
-                "a method is either a route handler (`#[subscribe]`, `#[request]`) or a lifecycle hook, not both",
+                "a method is either a route handler (`#[subscribe]`, `#[request]`, `#[http]`, `#[http_error]`, `#[websocket]`, `#[schedule]`) or a lifecycle hook, not both",
             ));
             return;
         }
@@ -276,7 +325,7 @@ impl Builder {
         for (kind, attr) in attrs {
             match kind {
                 KumiAttr::Route(kind) => {
-                    if let Some(route) = errors.check(route(kind, attr, f)) {
+                    if let Some(route) = errors.check(self.route(kind, attr, f)) {
                         self.routes.push(route);
                     }
                 }
@@ -306,6 +355,77 @@ impl Builder {
             }
         }
     }
+
+    /// The registration statement of one route attribute on `f`.
+    fn route(
+        &mut self,
+        kind: RouteKind,
+        attr: &Attribute,
+        f: &ImplItemFn,
+    ) -> syn::Result<TokenStream> {
+        let method = &f.sig.ident;
+        let method_name = method.unraw().to_string();
+        let default_name = lit_str(&method_name, method.span());
+        match kind {
+            RouteKind::Subscribe | RouteKind::Request => bus_route(kind, attr, f),
+            RouteKind::Http => {
+                let args = HttpArgs::from_attribute(attr)?;
+                Ok(args.registration(&handler_closure(f)?, &default_name))
+            }
+            RouteKind::HttpError => {
+                let args = HttpErrorArgs::from_attribute(attr)?;
+                Ok(args.registration(&handler_closure(f)?))
+            }
+            RouteKind::WebSocket => {
+                let args = WebSocketArgs::from_attribute(attr)?;
+                check_websocket_handler(f)?;
+                let closure = handler_closure(f)?;
+                Ok(args.registration(&closure, &default_name, &self.static_methods))
+            }
+            RouteKind::Schedule => {
+                let args = ScheduleArgs::from_attribute(attr)?;
+                let closure = handler_closure(f)?;
+                if let Some(name) = args.known_name(&method_name) {
+                    if let Some((_, other)) = self.schedule_names.iter().find(|(n, _)| *n == name) {
+                        let holder = if *other == *method {
+                            "another `#[schedule]` of this method".to_owned()
+                        } else {
+                            format!("the `#[schedule]` of `{other}`")
+                        };
+                        return Err(syn::Error::new_spanned(
+                            attr,
+                            format!(
+                                "{holder} already has the route name \"{name}\" (a schedule is named after its method by default); \
+                                 schedule names are unique per service, so name this one: `#[schedule(.., name = \"{method_name}_2\")]`"
+                            ),
+                        ));
+                    }
+                    self.schedule_names.push((name, method.clone()));
+                }
+                Ok(args.registration(&closure, &default_name))
+            }
+        }
+    }
+}
+
+/// A websocket handler gets the service and the session: `(&self, Session)`,
+/// `(self: Arc<Self>, Session)` or, without a receiver, `(Arc<Self>, Session)`.
+fn check_websocket_handler(f: &ImplItemFn) -> syn::Result<()> {
+    if f.sig.inputs.len() == 2 {
+        return Ok(());
+    }
+    let ident = &f.sig.ident;
+    let example = if f.sig.receiver().is_some() {
+        format!("`async fn {ident}(&self, session: kumi::websocket::Session)`")
+    } else {
+        format!("`async fn {ident}(this: Arc<Self>, session: kumi::websocket::Session)`")
+    };
+    let message = format!("a `#[websocket]` handler takes the service and the session: {example}");
+    Err(if f.sig.inputs.is_empty() {
+        syn::Error::new(ident.span(), message)
+    } else {
+        syn::Error::new_spanned(&f.sig.inputs, message)
+    })
 }
 
 fn not_a_method(attrs: &[Attribute], errors: &mut Errors) {
@@ -323,14 +443,11 @@ fn not_a_method(attrs: &[Attribute], errors: &mut Errors) {
 }
 
 /// `router.subscribe(topic, |this, args..| async move { this.method(args..).await }).name(..)..;`
-fn route(kind: RouteKind, attr: &Attribute, f: &ImplItemFn) -> syn::Result<TokenStream> {
+fn bus_route(kind: RouteKind, attr: &Attribute, f: &ImplItemFn) -> syn::Result<TokenStream> {
     let args = RouteArgs::from_attribute(attr)?;
     let closure = handler_closure(f)?;
     let method = &f.sig.ident;
-    let register = match kind {
-        RouteKind::Subscribe => format_ident!("subscribe", span = method.span()),
-        RouteKind::Request => format_ident!("request", span = method.span()),
-    };
+    let register = format_ident!("{}", kind.name(), span = method.span());
     let topic = &args.topic;
     let calls = args.builder_calls(&lit_str(&method.unraw().to_string(), method.span()));
     Ok(quote! {
@@ -665,5 +782,165 @@ mod tests {
         assert!(out.contains("unknown route option `retry`"));
         assert!(out.contains("missing topic"));
         assert!(squash(&out).contains("impl::kumi::ServiceforS{fnname(&self)->&str{\"s\"}fnroutes(&self,_:&mut::kumi::Router<Self>){}}"));
+    }
+
+    #[test]
+    fn expands_transport_routes() {
+        let out = squash(&ok(
+            quote!(name = "shop"),
+            quote! {
+                impl Shop {
+                    #[http(GET, "/orders/{id}")]
+                    #[http(PUT, "/orders/{id}", name = "put_order", layer = Tag)]
+                    async fn get_order(&self, Path(id): Path<u64>) -> Json<u64> { Json(id) }
+                    #[http_error(404)]
+                    async fn not_found(info: ErrorInfo) -> String { String::new() }
+                    #[websocket("/ws", ping_interval = "20s", on_connect = joined, on_close = left)]
+                    async fn chat(self: Arc<Self>, session: Session) {}
+                    async fn joined(&self, sender: SessionSender) {}
+                    async fn left(this: Arc<Self>, closed: SessionClosed) {}
+                    #[schedule(interval = "10s", immediately)]
+                    #[schedule(cron = "0 0 * * *", tz = "Europe/Stockholm", name = "nightly")]
+                    #[subscribe("ticks")]
+                    async fn tick(self: Arc<Self>) {}
+                }
+            },
+        ));
+        for expected in [
+            "fnroutes(&self,__kumi_router:&mut::kumi::Router<Self>){",
+            "<::kumi::Router<Self>as::kumi::http::HttpRouterExt<Self>>::http(__kumi_router,::kumi::http::Method::GET,\"/orders/{id}\",|__kumi_this:::std::sync::Arc<Self>,__kumi_arg1:Path<u64>|asyncmove{__kumi_this.get_order(__kumi_arg1).await},).name(\"get_order\");",
+            "::kumi::http::Method::PUT,\"/orders/{id}\",|__kumi_this:::std::sync::Arc<Self>,__kumi_arg1:Path<u64>|asyncmove{__kumi_this.get_order(__kumi_arg1).await},).name(\"put_order\").layer(Tag);",
+            "<::kumi::Router<Self>as::kumi::http::HttpRouterExt<Self>>::http_error(__kumi_router,{const__KUMI_STATUS:::kumi::http::StatusCode=match::kumi::http::StatusCode::from_u16(404u16){",
+            "__KUMI_STATUS},|__kumi_arg0:ErrorInfo|asyncmove{Self::not_found(__kumi_arg0).await},);",
+            "<::kumi::Router<Self>as::kumi::websocket::WebSocketRouterExt<Self>>::websocket(__kumi_router,\"/ws\",|__kumi_this:::std::sync::Arc<Self>,__kumi_arg1:Session|asyncmove{__kumi_this.chat(__kumi_arg1).await},).name(\"chat\").ping_interval(::std::time::Duration::from_millis(20000u64))",
+            ".on_connect(|__kumi_this:::std::sync::Arc<Self>,__kumi_arg:::kumi::websocket::SessionSender|asyncmove{__kumi_this.joined(__kumi_arg).await})",
+            // `left` has no receiver: called as an associated function.
+            ".on_close(|__kumi_this:::std::sync::Arc<Self>,__kumi_arg:::kumi::websocket::SessionClosed|asyncmove{Self::left(__kumi_this,__kumi_arg).await});",
+            "<::kumi::Router<Self>as::kumi::schedule::ScheduleExt<Self>>::schedule(__kumi_router,::kumi::schedule::Trigger::parse_interval(\"10s\"),|__kumi_this:::std::sync::Arc<Self>,|asyncmove{__kumi_this.tick().await},).name(\"tick\").immediately();",
+            "::schedule(__kumi_router,::kumi::schedule::Trigger::cron(\"0 0 * * *\"),|__kumi_this:::std::sync::Arc<Self>,|asyncmove{__kumi_this.tick().await},).name(\"nightly\").timezone(\"Europe/Stockholm\");",
+            "__kumi_router.subscribe(\"ticks\",|__kumi_this:::std::sync::Arc<Self>,|asyncmove{__kumi_this.tick().await}).name(\"tick\");",
+        ] {
+            assert!(out.contains(&squash(expected)), "missing {expected}\nin {out}");
+        }
+        // Routes are registered in the order of the attributes.
+        let http = out.find("::http(__kumi_router").unwrap();
+        let error = out.find("::http_error(").unwrap();
+        let ws = out.find("::websocket(__kumi_router").unwrap();
+        let schedule = out.find("::schedule(__kumi_router").unwrap();
+        let subscribe = out.find("__kumi_router.subscribe").unwrap();
+        assert!(http < error && error < ws && ws < schedule && schedule < subscribe);
+        for attr in [
+            "#[http",
+            "#[http_error",
+            "#[websocket",
+            "#[schedule",
+            "#[subscribe",
+        ] {
+            assert!(!out.contains(attr), "{attr} left in {out}");
+        }
+        // A service without hooks needs no async_trait, whatever its routes.
+        assert!(!out.contains("async_trait"));
+    }
+
+    #[test]
+    fn transport_error_messages() {
+        let cases: Vec<(TokenStream, &str)> = vec![
+            (
+                quote!(impl S { #[http(FETCH, "/x")] async fn f(&self) {} }),
+                "unknown HTTP method `FETCH`",
+            ),
+            (
+                quote!(impl S { #[http(GET, "/x/:id")] async fn f(&self) {} }),
+                "since axum 0.8: \\\"/x/{id}\\\"",
+            ),
+            (
+                quote!(impl S { #[http_error(302)] async fn f(&self) {} }),
+                "400 to 599",
+            ),
+            (
+                quote!(impl S { #[websocket("/ws", on_open = x)] async fn f(&self, s: Session) {} }),
+                "unknown `#[websocket]` option `on_open`; the known options are",
+            ),
+            (
+                quote!(impl S { #[websocket("/ws")] async fn f(&self) {} }),
+                "a `#[websocket]` handler takes the service and the session: `async fn f(&self, session: kumi::websocket::Session)`",
+            ),
+            (
+                quote!(impl S { #[websocket("/ws")] async fn f(s: Session) {} }),
+                "`async fn f(this: Arc<Self>, session: kumi::websocket::Session)`",
+            ),
+            (
+                quote!(impl S { #[websocket("/ws")] async fn f() {} }),
+                "a `#[websocket]` handler takes the service and the session",
+            ),
+            (
+                quote!(impl S { #[websocket("/ws")] async fn f(&self, s: Session, x: u8) {} }),
+                "a `#[websocket]` handler takes the service and the session",
+            ),
+            (
+                quote!(impl S { #[schedule(interval = "1s", daily = "08:00")] async fn f(&self) {} }),
+                "exactly one trigger",
+            ),
+            (
+                quote!(impl S { #[schedule("hourly")] #[schedule("daily")] async fn tick(&self) {} }),
+                "another `#[schedule]` of this method already has the route name \\\"tick\\\"",
+            ),
+            (
+                quote!(impl S {
+                    #[schedule("hourly", name = "b")] async fn a(&self) {}
+                    #[schedule("daily")] async fn b(&self) {}
+                }),
+                "the `#[schedule]` of `a` already has the route name \\\"b\\\"",
+            ),
+            (
+                quote!(impl S { #[schedule("hourly")] fn f(&self) {} }),
+                "`#[schedule]` methods must be `async fn`",
+            ),
+            (
+                quote!(impl S { #[http(GET, "/")] async fn f(&mut self) {} }),
+                "handlers share the service",
+            ),
+            (
+                quote!(impl S { #[http(GET, "/")] const X: u8 = 1; }),
+                "`#[http]` only applies to `async fn` methods",
+            ),
+            (
+                quote!(impl S { #[schedule("hourly")] #[started] async fn f(&self) {} }),
+                "(`#[subscribe]`, `#[request]`, `#[http]`, `#[http_error]`, `#[websocket]`, `#[schedule]`) or a lifecycle hook, not both",
+            ),
+        ];
+        for (input, message) in cases {
+            let out = err(quote!(), input.clone());
+            assert!(
+                out.contains(message),
+                "{input}: expected {message:?} in {out}"
+            );
+            for attr in ["# [http", "# [websocket", "# [schedule", "# [st"] {
+                assert!(!out.contains(attr), "{attr} survived in {out}");
+            }
+        }
+    }
+
+    #[test]
+    fn several_schedules_with_names_are_fine() {
+        let out = squash(&ok(
+            quote!(),
+            quote! {
+                impl S {
+                    #[schedule("hourly")]
+                    #[schedule("daily", name = "daily_tick")]
+                    #[schedule("weekly", name = NAME)]
+                    #[schedule("monthly", name = NAME)]
+                    async fn tick(&self) {}
+                    #[schedule("hourly", name = "other")]
+                    async fn other_method(&self) {}
+                }
+            },
+        ));
+        assert_eq!(
+            out.matches("::kumi::schedule::ScheduleExt<Self>>::schedule(")
+                .count(),
+            5
+        );
     }
 }

@@ -25,7 +25,7 @@ pub(crate) const ROUTE_OPTIONS: &[&str] = &[
 ];
 
 /// `` `a`, `b`, `c` `` for error messages.
-fn list(options: &[&str]) -> String {
+pub(crate) fn list(options: &[&str]) -> String {
     options
         .iter()
         .map(|o| format!("`{o}`"))
@@ -122,13 +122,25 @@ pub(crate) enum DeliveryOpt {
     Broadcast(Span),
 }
 
-/// A route timeout.
+/// A duration option (a route timeout, a websocket ping interval...).
 #[derive(Debug)]
-pub(crate) enum TimeoutOpt {
+pub(crate) enum DurationOpt {
     /// A duration string, parsed at expansion time.
     Millis(u64, Span),
     /// Any other expression of type `Duration`, passed through.
     Expr(Expr),
+}
+
+impl DurationOpt {
+    /// The `Duration` expression.
+    pub(crate) fn duration(&self) -> TokenStream {
+        match self {
+            DurationOpt::Millis(ms, span) => {
+                quote_spanned!(*span=> ::std::time::Duration::from_millis(#ms))
+            }
+            DurationOpt::Expr(expr) => quote!(#expr),
+        }
+    }
 }
 
 /// The arguments of `#[subscribe(...)]` / `#[request(...)]`: the topic, then options.
@@ -149,11 +161,11 @@ pub(crate) struct RouteArgs {
     /// `dead_letter = "topic"`.
     pub(crate) dead_letter: Option<Expr>,
     /// `timeout = "5s"`.
-    pub(crate) timeout: Option<TimeoutOpt>,
+    pub(crate) timeout: Option<DurationOpt>,
 }
 
 /// Looks through invisible groups (macro_rules fragments) to a literal.
-fn literal(expr: &Expr) -> Option<&Lit> {
+pub(crate) fn literal(expr: &Expr) -> Option<&Lit> {
     match expr {
         Expr::Lit(l) => Some(&l.lit),
         Expr::Group(g) => literal(&g.expr),
@@ -163,7 +175,7 @@ fn literal(expr: &Expr) -> Option<&Lit> {
 }
 
 /// A string option: a non-empty string literal, or any other (non-literal) expression.
-fn string_option(key: &str, value: Expr) -> syn::Result<Expr> {
+pub(crate) fn string_option(key: &str, value: Expr) -> syn::Result<Expr> {
     match literal(&value) {
         Some(Lit::Str(s)) if s.value().is_empty() => Err(syn::Error::new(
             s.span(),
@@ -178,7 +190,7 @@ fn string_option(key: &str, value: Expr) -> syn::Result<Expr> {
 }
 
 /// An integer option: an integer literal that fits (and is at least `min`), or an expression.
-fn integer_option<T>(key: &str, value: Expr, min: T) -> syn::Result<Expr>
+pub(crate) fn integer_option<T>(key: &str, value: Expr, min: T) -> syn::Result<Expr>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display,
     T::Err: std::fmt::Display,
@@ -343,11 +355,17 @@ fn both_group_and_broadcast(span: Span) -> syn::Error {
     )
 }
 
-fn timeout_option(value: Expr) -> syn::Result<TimeoutOpt> {
+fn timeout_option(value: Expr) -> syn::Result<DurationOpt> {
+    duration_option("timeout", value)
+}
+
+/// A duration option: a duration string checked now (see [`parse_duration`]), or any other
+/// (non-literal) expression of type `Duration`.
+pub(crate) fn duration_option(key: &str, value: Expr) -> syn::Result<DurationOpt> {
     match literal(&value) {
-        None => Ok(TimeoutOpt::Expr(value)),
+        None => Ok(DurationOpt::Expr(value)),
         Some(Lit::Str(s)) => match parse_duration(&s.value()) {
-            Ok(ms) => Ok(TimeoutOpt::Millis(ms, s.span())),
+            Ok(ms) => Ok(DurationOpt::Millis(ms, s.span())),
             Err(e) => Err(syn::Error::new(
                 s.span(),
                 format!("invalid duration {:?}: {e}", s.value()),
@@ -355,7 +373,9 @@ fn timeout_option(value: Expr) -> syn::Result<TimeoutOpt> {
         },
         Some(other) => Err(syn::Error::new(
             other.span(),
-            "`timeout` must be a duration string such as \"5s\", \"250ms\", \"2m\" or \"1h\"",
+            format!(
+                "`{key}` must be a duration string such as \"5s\", \"250ms\", \"2m\" or \"1h\""
+            ),
         )),
     }
 }
@@ -395,11 +415,9 @@ impl RouteArgs {
         if let Some(topic) = &self.dead_letter {
             calls.extend(quote!(.dead_letter_topic(#topic)));
         }
-        match &self.timeout {
-            Some(TimeoutOpt::Millis(ms, span)) => calls
-                .extend(quote_spanned!(*span=> .timeout(::std::time::Duration::from_millis(#ms)))),
-            Some(TimeoutOpt::Expr(expr)) => calls.extend(quote!(.timeout(#expr))),
-            None => {}
+        if let Some(timeout) = &self.timeout {
+            let timeout = timeout.duration();
+            calls.extend(quote!(.timeout(#timeout)));
         }
         calls
     }
@@ -442,7 +460,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
         rest = rest[unit_len..].trim_start();
     }
     if total == 0 {
-        return Err("a timeout must be greater than zero".to_owned());
+        return Err("a duration must be greater than zero".to_owned());
     }
     Ok(total)
 }
@@ -624,7 +642,7 @@ mod tests {
             tokens(args.dead_letter.as_ref().unwrap()),
             "\"orders.failed\""
         );
-        assert!(matches!(args.timeout, Some(TimeoutOpt::Millis(5_000, _))));
+        assert!(matches!(args.timeout, Some(DurationOpt::Millis(5_000, _))));
         let calls = args
             .builder_calls(&lit_str("on_created", Span::call_site()))
             .to_string();
@@ -648,7 +666,7 @@ mod tests {
                 .unwrap();
         assert_eq!(tokens(&args.topic), "TOPIC");
         assert!(matches!(args.delivery, Some(DeliveryOpt::Broadcast(_))));
-        assert!(matches!(&args.timeout, Some(TimeoutOpt::Expr(e)) if tokens(e) == "LIMIT"));
+        assert!(matches!(&args.timeout, Some(DurationOpt::Expr(e)) if tokens(e) == "LIMIT"));
         let calls = args.builder_calls(&lit_str("audit", Span::call_site()));
         assert_eq!(
             calls.to_string(),

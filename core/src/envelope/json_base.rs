@@ -58,8 +58,13 @@ struct InEnvelope<'a> {
     service: Option<InService<'a>>,
     #[serde(borrow)]
     metadata: InMetadata<'a>,
-    #[serde(borrow, default)]
+    // `data: null` is a value (a `()` payload), not a missing field.
+    #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -373,6 +378,10 @@ mod tests {
             let e = JsonBase.decode(&mut m).unwrap_err().to_string();
             assert!(e.contains(needle) && e.contains("t.x"), "{e}");
         }
+        // `null` data is a payload, not a missing one.
+        let mut m = Message::new("t", Bytes::from_static(br#"{"metadata": {"protocol_version": "tomodachi-json-base--1.0.0"}, "data": null}"#));
+        JsonBase.decode(&mut m).unwrap();
+        assert_eq!(&m.payload[..], b"null");
         // The legacy protocol name is accepted.
         let mut m = Message::new(
             "t",
