@@ -165,6 +165,24 @@ impl NatsBus {
         &self.inner.client
     }
 
+    /// Waits until the server has processed everything this connection sent so far: a message to
+    /// a private inbox comes back only after the server handled the commands before it
+    /// (`flush` alone only empties the socket buffer).
+    async fn sync_with_server(&self) -> std::result::Result<(), kumi_core::BoxError> {
+        let client = &self.inner.client;
+        let inbox = client.new_inbox();
+        let mut echo = client.subscribe(inbox.clone()).await?;
+        client.publish(inbox, bytes::Bytes::new()).await?;
+        client.flush().await?;
+        let got = tokio::time::timeout(Duration::from_secs(10), echo.next()).await;
+        let _ = echo.unsubscribe().await;
+        match got {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err("the connection closed while subscribing".into()),
+            Err(_) => Err("the server did not confirm the subscription within 10 s".into()),
+        }
+    }
+
     fn check_open(&self, topic: &str) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::new(
@@ -460,7 +478,7 @@ impl Bus for NatsBus {
             .with_source(e)
         })?;
         // Make sure the server has the subscription before the service reports started.
-        client.flush().await.map_err(|e| {
+        self.sync_with_server().await.map_err(|e| {
             Error::new(
                 ErrorKind::Connect,
                 format!(
@@ -510,10 +528,13 @@ impl Bus for NatsBus {
         self.check_open(&message.topic)?;
         validate_topic(&message.topic)?;
         let topic = message.topic.clone();
-        let request = async_nats::Request::new()
+        let map = headers::request_headers(&message);
+        let mut request = async_nats::Request::new()
             .payload(message.body.clone())
-            .headers(headers::to_nats(&message))
             .timeout(Some(timeout));
+        if !map.is_empty() {
+            request = request.headers(map);
+        }
         match self.inner.client.send_request(topic.clone(), request).await {
             Ok(reply) => {
                 let error = reply.headers.as_ref().and_then(|h| {

@@ -14,13 +14,20 @@ pub const SERVICE_ERROR: &str = "Nats-Service-Error";
 /// ADR-32 error code header.
 pub const SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
 
-/// The NATS headers for an outgoing message.
+/// The NATS headers for an outgoing event (with its message id).
 pub(crate) fn to_nats(message: &Outgoing) -> HeaderMap {
+    let mut map = request_headers(message);
+    map.insert(NATS_MSG_ID, message.message_id.as_str());
+    map
+}
+
+/// The NATS headers for a request: no message id (a request is answered, not de-duplicated), so a
+/// request without headers or correlation id goes out as a plain message, as bare clients send.
+pub(crate) fn request_headers(message: &Outgoing) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (k, v) in message.headers.iter() {
         map.append(k, v);
     }
-    map.insert(NATS_MSG_ID, message.message_id.as_str());
     if let Some(c) = &message.correlation_id {
         map.insert(CORRELATION_ID, c.as_str());
     }

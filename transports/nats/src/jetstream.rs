@@ -341,8 +341,10 @@ async fn handle(
 
     let dispatch = dispatcher.dispatch(message);
     tokio::pin!(dispatch);
-    let mut progress = tokio::time::interval(ack_wait / 2);
-    progress.tick().await;
+    // The first progress ack is due after half of ack_wait (not at once: a zero-delay first tick
+    // would still cost a timer round, about a millisecond, on every message).
+    let half = ack_wait / 2;
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
     let settlement = loop {
         tokio::select! {
             s = &mut dispatch => break s,
