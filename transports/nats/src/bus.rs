@@ -26,9 +26,8 @@ use kumi_core::bus::{
     validate_pattern, validate_topic, Bus, Capabilities, Delivery, DrainReport, Reply, RouteKind,
     Settlement, Subscription,
 };
-use kumi_core::dispatch::Dispatcher;
+use kumi_core::dispatch::{Dispatcher, RouteService};
 use kumi_core::{Error, ErrorKind, Message, Outgoing, Result};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -36,6 +35,12 @@ use crate::headers::{self, SERVICE_ERROR, SERVICE_ERROR_CODE};
 use crate::jetstream::{CoreNats, JetStream};
 use crate::service_api::{Endpoint, EndpointState, QueueGroup, Registry, DEFAULT_QUEUE_GROUP};
 use crate::url::NatsUrl;
+
+/// One delivery of a core NATS message to a route's workers.
+struct Pending {
+    msg: async_nats::Message,
+    attempt: u32,
+}
 
 pub(crate) struct Inner {
     pub(crate) client: async_nats::Client,
@@ -245,13 +250,42 @@ impl NatsBus {
 }
 
 impl Inner {
+    /// Reads the subscription and feeds `concurrency` workers through a bounded queue: at most that
+    /// many handlers run, each worker keeps its own clone of the route's service stack, and a full
+    /// queue stops the reading (the client buffers, then reports a slow consumer).
     async fn consume(
         self: Arc<Self>,
         mut nats_sub: async_nats::Subscriber,
         sub: Subscription,
         endpoint: Option<Arc<EndpointState>>,
     ) {
-        let permits = Arc::new(Semaphore::new(sub.concurrency));
+        let (tx, rx) = async_channel::bounded::<Pending>(sub.concurrency);
+        for _ in 0..sub.concurrency {
+            let inner = Arc::clone(&self);
+            let rx = rx.clone();
+            let retry_tx = tx.downgrade();
+            let dispatcher = Arc::clone(&sub.dispatcher);
+            let endpoint = endpoint.clone();
+            let kind = sub.kind;
+            self.tracker.spawn(async move {
+                let mut service = dispatcher.service();
+                while let Ok(delivery) = rx.recv().await {
+                    inner
+                        .handle(
+                            &dispatcher,
+                            &mut service,
+                            kind,
+                            delivery,
+                            &retry_tx,
+                            endpoint.as_deref(),
+                        )
+                        .await;
+                }
+            });
+        }
+        drop(rx);
+        let cancelled = self.cancel.cancelled();
+        tokio::pin!(cancelled);
         let mut draining = false;
         loop {
             let next = if draining {
@@ -259,7 +293,7 @@ impl Inner {
             } else {
                 tokio::select! {
                     m = nats_sub.next() => m,
-                    () = self.cancel.cancelled() => {
+                    () = &mut cancelled => {
                         draining = true;
                         if let Err(e) = nats_sub.drain().await {
                             tracing::warn!(topic = %sub.topic, "nats: cannot drain subscription: {e}");
@@ -270,52 +304,37 @@ impl Inner {
                 }
             };
             let Some(msg) = next else { break };
-            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                break;
-            };
             self.in_flight.fetch_add(1, Ordering::AcqRel);
-            let inner = Arc::clone(&self);
-            let dispatcher = Arc::clone(&sub.dispatcher);
-            let permits = Arc::clone(&permits);
-            let kind = sub.kind;
-            let endpoint = endpoint.clone();
-            self.tracker.spawn(async move {
-                inner
-                    .handle(
-                        &dispatcher,
-                        kind,
-                        msg,
-                        permit,
-                        &permits,
-                        endpoint.as_deref(),
-                    )
-                    .await;
-                inner.in_flight.fetch_sub(1, Ordering::AcqRel);
-                inner.settled.fetch_add(1, Ordering::Relaxed);
-            });
+            if tx.send(Pending { msg, attempt: 1 }).await.is_err() {
+                self.settle();
+                break;
+            }
         }
+        // Workers finish what is queued (and pending retries), then stop.
+    }
+
+    fn settle(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.settled.fetch_add(1, Ordering::Relaxed);
     }
 
     async fn handle(
         &self,
         dispatcher: &Dispatcher,
+        service: &mut RouteService,
         kind: RouteKind,
-        msg: async_nats::Message,
-        permit: OwnedSemaphorePermit,
-        permits: &Arc<Semaphore>,
+        delivery: Pending,
+        retry_tx: &async_channel::WeakSender<Pending>,
         endpoint: Option<&EndpointState>,
     ) {
-        let mut permit = Some(permit);
-        let mut attempt = 1;
+        let Pending { msg, mut attempt } = delivery;
         loop {
             let mut message = Message::new(msg.subject.as_str(), msg.payload.clone());
             headers::from_nats(msg.headers.as_ref(), &mut message);
             message.attempt = attempt;
-            let original_headers = message.headers.clone();
-            let message_id = message.message_id.clone();
             let started = Instant::now();
-            match dispatcher.dispatch(message).await {
-                Settlement::Ack => return,
+            match dispatcher.dispatch_with(service, message).await {
+                Settlement::Ack => break,
                 Settlement::Reply(reply) => {
                     if let Some(endpoint) = endpoint {
                         endpoint.record(started.elapsed(), reply.error.as_ref());
@@ -323,21 +342,30 @@ impl Inner {
                     if kind == RouteKind::Request {
                         self.reply(&msg, reply).await;
                     }
-                    return;
+                    break;
                 }
                 Settlement::Retry { delay, .. } => {
-                    drop(permit.take());
-                    tokio::time::sleep(delay).await;
-                    match Arc::clone(permits).acquire_owned().await {
-                        Ok(p) => permit = Some(p),
-                        Err(_) => return,
-                    }
                     attempt += 1;
+                    if let Some(tx) = retry_tx.upgrade() {
+                        // Back into the queue after the delay; this worker moves on.
+                        let retry = Pending { msg, attempt };
+                        self.tracker.spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = tx.send(retry).await;
+                        });
+                        return;
+                    }
+                    // The subscription is gone (draining): retry here.
+                    tokio::time::sleep(delay).await;
                 }
                 Settlement::DeadLetter(dead) => {
+                    // Rebuilt here rather than kept from before the dispatch: only this path
+                    // needs the original headers.
+                    let mut original = Message::new(msg.subject.as_str(), bytes::Bytes::new());
+                    headers::from_nats(msg.headers.as_ref(), &mut original);
                     let mut out = Outgoing::new(dead.topic.clone(), msg.payload.clone());
-                    out.headers = dead.headers(&original_headers);
-                    if let Some(id) = message_id {
+                    out.headers = dead.headers(&original.headers);
+                    if let Some(id) = original.message_id {
                         out.message_id = id;
                     }
                     if let Err(e) = self
@@ -350,10 +378,11 @@ impl Inner {
                             "nats: cannot publish dead letter: {e}"
                         );
                     }
-                    return;
+                    break;
                 }
             }
         }
+        self.settle();
     }
 
     async fn reply(&self, msg: &async_nats::Message, reply: Reply) {
