@@ -65,6 +65,9 @@ pub mod prelude {
     pub use kumi_websocket::WebSocketRouterExt as _;
 }
 
+/// The AMQP (RabbitMQ) bus.
+#[cfg(feature = "amqp")]
+pub use kumi_amqp as amqp;
 /// The NATS bus.
 #[cfg(feature = "nats")]
 pub use kumi_nats as nats;
@@ -78,6 +81,12 @@ pub fn connectors() -> bus::Connectors {
         connectors.register("nats", kumi_nats::connector());
         connectors.register("tls", kumi_nats::connector());
     }
+    #[cfg(feature = "amqp")]
+    {
+        connectors.register("amqp", kumi_amqp::connector());
+        connectors.register("amqps", kumi_amqp::connector());
+    }
+
     connectors
 }
 

@@ -1,0 +1,215 @@
+//! RabbitMQ connection loss: a TCP proxy the test owns sits between kumi and the shared broker
+//! and drops every connection on demand (the broker itself is never stopped). The consumer
+//! reconnects, re-declares and resumes; messages published meanwhile (to its durable queue) all
+//! arrive; the publisher recovers too. Queues expire (`queue_expires=2m`) once unused.
+
+#![cfg(feature = "amqp")]
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kumi::prelude::*;
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+fn base_url() -> String {
+    std::env::var("KUMI_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// `host:port` of the broker in `url`.
+fn broker_addr(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if hostport.contains(':') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:5672")
+    }
+}
+
+/// The URL with its host:port replaced by the proxy's.
+fn via(url: &str, proxy: &str) -> String {
+    url.replacen(&broker_addr(url), proxy, 1)
+}
+
+/// A TCP proxy that can drop all its connections.
+struct Proxy {
+    addr: String,
+    cut: watch::Sender<u64>,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let (cut, _) = watch::channel(0u64);
+        let cuts = cut.clone();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let upstream = upstream.clone();
+                let mut killed = cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = killed.changed() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            cut,
+            accepted,
+        }
+    }
+
+    fn cut_all(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+struct Sink {
+    topic: String,
+    tx: mpsc::UnboundedSender<u64>,
+}
+
+impl Sink {
+    async fn on(self: Arc<Self>, Data(v): Data<Value>) {
+        if let Some(n) = v["n"].as_u64() {
+            let _ = self.tx.send(n);
+        }
+    }
+}
+
+impl Service for Sink {
+    fn name(&self) -> &str {
+        "resilience-sink"
+    }
+
+    fn routes(&self, router: &mut Router<Self>) {
+        router.subscribe(&self.topic, Self::on);
+    }
+}
+
+async fn expect_all(rx: &mut mpsc::UnboundedReceiver<u64>, want: std::ops::Range<u64>) {
+    let want: BTreeSet<u64> = want.collect();
+    let mut got = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !want.is_subset(&got) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(n)) => {
+                got.insert(n);
+            }
+            _ => panic!("missing {:?}", want.difference(&got).collect::<Vec<_>>()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_and_publisher_recover_after_connection_cut() {
+    let base = base_url();
+    let proxy = Proxy::start(broker_addr(&base)).await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let proxied = format!("{}{sep}queue_expires=2m", via(&base, &proxy.addr));
+    let direct = format!("{base}{sep}queue_expires=2m");
+
+    let bus = kumi::amqp::connect(&proxied)
+        .await
+        .expect("connect via proxy");
+    assert!(bus.capabilities().reconnect);
+    let topic = format!("amqptest.cut.{}", uuid::Uuid::new_v4().simple());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = kumi::App::new()
+        .bus(Arc::clone(&bus))
+        .shared_service(Arc::new(Sink {
+            topic: topic.clone(),
+            tx,
+        }))
+        .start()
+        .await
+        .expect("start");
+    let producer = kumi::Client::new(kumi::amqp::connect(&direct).await.expect("direct"));
+
+    for n in 0..10u64 {
+        producer
+            .publish(&topic, &json!({"n": n}))
+            .await
+            .expect("publish");
+    }
+    expect_all(&mut rx, 0..10).await;
+
+    proxy.cut_all();
+    // Published while the consumer is disconnected: kept by the durable queue.
+    for n in 10..20u64 {
+        producer
+            .publish(&topic, &json!({"n": n}))
+            .await
+            .expect("publish");
+    }
+    expect_all(&mut rx, 10..20).await;
+    assert_eq!(
+        proxy.accepted.load(Ordering::SeqCst),
+        2,
+        "the bus reconnected once"
+    );
+
+    // The proxied bus publishes again once it has reconnected.
+    proxy.cut_all();
+    let client = app.client();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut n = 20u64;
+    loop {
+        match client.publish(&topic, &json!({"n": n})).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "publisher never recovered: {e}"
+                );
+                assert_eq!(e.kind(), kumi::ErrorKind::Publish, "{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                n += 1;
+            }
+        }
+    }
+    expect_all(&mut rx, n..n + 1).await;
+    assert_eq!(
+        proxy.accepted.load(Ordering::SeqCst),
+        3,
+        "the bus reconnected again"
+    );
+
+    app.shutdown(Duration::from_secs(10))
+        .await
+        .expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_after_shutdown_is_closed_and_errors_hide_the_password() {
+    let bus = kumi::amqp::connect(&base_url()).await.expect("connect");
+    bus.shutdown(std::time::Instant::now() + Duration::from_secs(5))
+        .await
+        .expect("stop");
+    let err = kumi::Client::new(Arc::clone(&bus))
+        .publish("amqptest.closed", &json!({}))
+        .await
+        .expect_err("closed");
+    assert_eq!(err.kind(), kumi::ErrorKind::Closed, "{err}");
+    let Err(err) = kumi::amqp::connect("amqp://guest:hunter2@127.0.0.1:1/%2f").await else {
+        panic!("connecting to port 1 succeeded");
+    };
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+}
