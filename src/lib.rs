@@ -71,6 +71,9 @@ pub use kumi_amqp as amqp;
 /// The NATS bus.
 #[cfg(feature = "nats")]
 pub use kumi_nats as nats;
+/// The AWS SNS+SQS bus.
+#[cfg(feature = "sns-sqs")]
+pub use kumi_sns_sqs as sns_sqs;
 
 /// The bus connectors this build of kumi offers (by enabled features); `memory` always.
 pub fn connectors() -> bus::Connectors {
@@ -86,7 +89,8 @@ pub fn connectors() -> bus::Connectors {
         connectors.register("amqp", kumi_amqp::connector());
         connectors.register("amqps", kumi_amqp::connector());
     }
-
+    #[cfg(feature = "sns-sqs")]
+    connectors.register("sns+sqs", kumi_sns_sqs::connector());
     connectors
 }
 

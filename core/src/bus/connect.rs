@@ -97,23 +97,51 @@ pub(crate) fn scheme_of(url: &str) -> Result<String> {
     }
 }
 
-/// `url` with any password (and token-like userinfo) replaced by `***`.
+/// Query options whose values are secrets.
+const SECRET_OPTIONS: &[&str] = &[
+    "password",
+    "pass",
+    "token",
+    "nkey",
+    "secret",
+    "secret_access_key",
+    "session_token",
+    "access_key_id",
+];
+
+/// `url` with any password (and token-like userinfo) and secret query options replaced by `***`.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = match userinfo.split_once(':') {
                 Some((user, _)) => format!("{user}:***"),
                 None => "***".to_owned(),
             };
-            format!("{scheme}://{user}@{host}{tail}")
+            format!("{user}@{host}")
         }
-        None => url.to_owned(),
-    }
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if SECRET_OPTIONS.contains(&k.to_ascii_lowercase().as_str()) => {
+                        format!("{k}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 #[cfg(test)]
@@ -128,6 +156,14 @@ mod tests {
         );
         assert_eq!(redact("nats://token@h:4222"), "nats://***@h:4222");
         assert_eq!(redact("memory://"), "memory://");
+        assert_eq!(
+            redact("sns+sqs://?region=eu-west-1&secret_access_key=abc&endpoint=http://h:5000"),
+            "sns+sqs://?region=eu-west-1&secret_access_key=***&endpoint=http://h:5000"
+        );
+        assert_eq!(
+            redact("nats://h:4222?token=t0k&name=x"),
+            "nats://h:4222?token=***&name=x"
+        );
     }
 
     #[tokio::test]
