@@ -771,10 +771,10 @@ pub async fn c18_request_handler_error(h: Harness) {
 /// Case 19: An unreachable broker → a clear error naming the URL (never "Ok but dead").
 pub async fn c19_unreachable_broker(h: Harness) {
     let Some(url) = h.unreachable_url() else {
-        eprintln!(
+        super::report_skip(&format!(
             "SKIPPED [{}] conformance case 'c19': the bus has no remote broker",
             h.name()
-        );
+        ));
         return;
     };
     let result = tokio::time::timeout(Duration::from_secs(60), kumi::connect(&url)).await;

@@ -61,11 +61,28 @@ pub fn skip_unless(bus: &str, case: &str, caps: Capabilities, needed: &[Needs<'_
     if missing.is_empty() {
         false
     } else {
-        eprintln!(
+        report_skip(&format!(
             "SKIPPED [{bus}] conformance case '{case}': the bus does not declare {}",
             missing.join(", ")
-        );
+        ));
         true
+    }
+}
+
+/// Where skipped cases are listed for `scripts/test` to print after the run (test runners hide
+/// the output of passing tests).
+pub const SKIP_LOG: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/conformance-skipped.txt");
+
+/// Prints a skip line and appends it to [`SKIP_LOG`].
+pub fn report_skip(line: &str) {
+    eprintln!("{line}");
+    use std::io::Write as _;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(SKIP_LOG)
+    {
+        let _ = writeln!(f, "{line}");
     }
 }
 
