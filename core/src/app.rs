@@ -306,19 +306,20 @@ impl RunningApp {
         &self.health
     }
 
-    /// Graceful stop: marks the process draining, runs `stopping` hooks, then transports and the
-    /// bus stop taking work and drain in-flight work until `drain` has passed, then `stopped`
-    /// hooks run.
+    /// Graceful stop: marks the process draining, runs `stopping` hooks, drains the transports
+    /// (HTTP, schedules...) and then the bus, all within `drain`, then runs `stopped` hooks.
     pub async fn shutdown(self, drain: Duration) -> Result<DrainReport> {
         let deadline = Instant::now() + drain;
         self.health.set_draining();
         for s in &self.services {
             s.hooks.stopping().await;
         }
-        let transports =
-            futures_util::future::join_all(self.transports.iter().map(|t| t.shutdown(deadline)));
-        let (transport_reports, bus_report) =
-            futures_util::future::join(transports, self.bus.shutdown(deadline)).await;
+        // Transports first: their in-flight work (an HTTP request, a scheduled run) may still
+        // publish on the bus, which keeps accepting until it drains.
+        let transport_reports =
+            futures_util::future::join_all(self.transports.iter().map(|t| t.shutdown(deadline)))
+                .await;
+        let bus_report = self.bus.shutdown(deadline).await;
         for s in &self.services {
             s.hooks.stopped().await;
         }

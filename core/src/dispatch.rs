@@ -14,7 +14,7 @@ use futures_util::FutureExt;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 
-use crate::bus::{DeadLetter, Reply, RouteKind, Settlement};
+use crate::bus::{DeadLetter, Reply, RouteKind, Settlement, DEAD_LETTER_REASON};
 use crate::client::Client;
 use crate::envelope::{EncodeContext, JsonStyle, SharedEnvelope};
 use crate::error::BoxError;
@@ -183,12 +183,25 @@ impl Dispatcher {
         service: &mut RouteService,
         mut message: Message,
     ) -> Settlement {
-        if let Err(e) = self.envelope.decode(&mut message) {
+        // Envelopes decode what brokers deliver: a panic there must not take the consumer down.
+        let decoded =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.envelope.decode(&mut message)));
+        let decode_error = match decoded {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "the {} envelope panicked while decoding",
+                self.envelope.name()
+            )),
+        };
+        let is_dead_letter = message.headers.get(DEAD_LETTER_REASON).is_some();
+        if let Some(error) = decode_error {
             return self.failed(
                 &message.topic,
                 message.attempt,
                 FailureKind::Undecodable,
-                e.to_string(),
+                error,
+                is_dead_letter,
             );
         }
         let topic = message.topic.clone();
@@ -199,8 +212,16 @@ impl Dispatcher {
                 RouteKind::Event => Settlement::Ack,
                 RouteKind::Request => self.reply(&topic, reply.unwrap_or_default()),
             },
-            Ok(Ok(Outcome::Failed(kind, e))) => self.failed(&topic, attempt, kind, e.to_string()),
-            Ok(Err(e)) => self.failed(&topic, attempt, FailureKind::Retryable, e.to_string()),
+            Ok(Ok(Outcome::Failed(kind, e))) => {
+                self.failed(&topic, attempt, kind, e.to_string(), is_dead_letter)
+            }
+            Ok(Err(e)) => self.failed(
+                &topic,
+                attempt,
+                FailureKind::Retryable,
+                e.to_string(),
+                is_dead_letter,
+            ),
             Err(panic) => {
                 let text = panic
                     .downcast_ref::<&str>()
@@ -212,6 +233,7 @@ impl Dispatcher {
                     attempt,
                     FailureKind::Retryable,
                     format!("handler panicked: {text}"),
+                    is_dead_letter,
                 )
             }
         }
@@ -229,7 +251,14 @@ impl Dispatcher {
         }
     }
 
-    fn failed(&self, topic: &str, attempt: u32, kind: FailureKind, error: String) -> Settlement {
+    fn failed(
+        &self,
+        topic: &str,
+        attempt: u32,
+        kind: FailureKind,
+        error: String,
+        is_dead_letter: bool,
+    ) -> Settlement {
         let route = &*self.name;
         if self.kind == RouteKind::Request {
             let code = if kind == FailureKind::Undecodable {
@@ -248,6 +277,15 @@ impl Dispatcher {
                 "handler failed; will retry"
             );
             return Settlement::Retry { delay, error };
+        }
+        if is_dead_letter {
+            // Dead-lettering a dead letter again (a failing catch-all route on `>` or `#`) would
+            // loop through dlq.dlq.… forever: stop here, loudly.
+            tracing::error!(
+                route, topic, attempt, error = %error,
+                "a dead letter failed in its handler too; it is acknowledged, not dead-lettered again"
+            );
+            return Settlement::Ack;
         }
         let kind = match kind {
             FailureKind::Retryable => "exhausted",

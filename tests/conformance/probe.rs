@@ -164,7 +164,8 @@ impl Probe {
             .as_u64()
             .is_some_and(|n| attempt <= n)
         {
-            panic!("probe panics on attempt {attempt} as asked");
+            // Two lines, as assertion failures are: error texts travel in headers.
+            panic!("probe panics on attempt {attempt} as asked\n  (second line)");
         }
         if payload["fail_times"].as_u64().is_some_and(|n| attempt <= n) {
             return Err(format!("probe fails attempt {attempt} as asked").into());

@@ -114,7 +114,14 @@ pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // Credentials run to the last '@' before the query: a password may contain '/'.
+    let query_start = rest.find(['?', '#']).unwrap_or(rest.len());
+    let authority_end = match rest[..query_start].rfind('@') {
+        Some(at) => rest[at..]
+            .find(['/', '?', '#'])
+            .map_or(rest.len(), |i| at + i),
+        None => rest.find(['/', '?', '#']).unwrap_or(rest.len()),
+    };
     let (authority, tail) = rest.split_at(authority_end);
     let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
@@ -155,6 +162,7 @@ mod tests {
             "amqp://guest:***@127.0.0.1:5672/%2f"
         );
         assert_eq!(redact("nats://token@h:4222"), "nats://***@h:4222");
+        assert_eq!(redact("nats://u:pa/ss@h:4222/x"), "nats://u:***@h:4222/x");
         assert_eq!(redact("memory://"), "memory://");
         assert_eq!(
             redact("sns+sqs://?region=eu-west-1&secret_access_key=abc&endpoint=http://h:5000"),

@@ -196,13 +196,20 @@ impl MemoryBus {
     }
 
     async fn enqueue(&self, queue: &Queue, item: Item) -> bool {
-        self.inner.pending.fetch_add(1, Ordering::AcqRel);
-        if queue.tx.send(item).await.is_ok() {
-            true
-        } else {
-            self.settle_one();
-            false
+        /// Undoes the pending count unless the send completed (also when the send is cancelled,
+        /// e.g. by a request timeout while the queue is full).
+        struct Pending<'a>(&'a MemoryBus, bool);
+        impl Drop for Pending<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.settle_one();
+                }
+            }
         }
+        self.inner.pending.fetch_add(1, Ordering::AcqRel);
+        let mut guard = Pending(self, false);
+        guard.1 = queue.tx.send(item).await.is_ok();
+        guard.1
     }
 
     fn settle_one(&self) {

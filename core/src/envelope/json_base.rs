@@ -201,7 +201,9 @@ impl Envelope for JsonBase {
             .timestamp
             .filter(|t| t.is_finite() && *t >= 0.0)
         {
-            message.timestamp = UNIX_EPOCH.checked_add(Duration::from_secs_f64(ts));
+            message.timestamp = Duration::try_from_secs_f64(ts)
+                .ok()
+                .and_then(|d| UNIX_EPOCH.checked_add(d));
         }
         if let Some(service) = env.service {
             // Borrowed strings are slices of the body: no copy. Escaped ones were unescaped.
@@ -378,6 +380,10 @@ mod tests {
             let e = JsonBase.decode(&mut m).unwrap_err().to_string();
             assert!(e.contains(needle) && e.contains("t.x"), "{e}");
         }
+        // An absurd timestamp is ignored, not a panic.
+        let mut m = Message::new("t", Bytes::from_static(br#"{"metadata": {"protocol_version": "tomodachi-json-base--1.0.0", "timestamp": 1e300}, "data": 1}"#));
+        JsonBase.decode(&mut m).unwrap();
+        assert!(m.timestamp.is_none());
         // `null` data is a payload, not a missing one.
         let mut m = Message::new("t", Bytes::from_static(br#"{"metadata": {"protocol_version": "tomodachi-json-base--1.0.0"}, "data": null}"#));
         JsonBase.decode(&mut m).unwrap();

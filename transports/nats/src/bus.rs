@@ -389,8 +389,8 @@ impl Inner {
         let Some(to) = &msg.reply else { return };
         let mut map = headers::headers_to_nats(&reply.headers);
         if let Some((code, text)) = &reply.error {
-            map.insert(SERVICE_ERROR, text.as_str());
-            map.insert(SERVICE_ERROR_CODE, code.to_string().as_str());
+            headers::set(&mut map, SERVICE_ERROR, text);
+            headers::set(&mut map, SERVICE_ERROR_CODE, &code.to_string());
         }
         if let Err(e) = self
             .client

@@ -343,7 +343,7 @@ async fn handle(
     tokio::pin!(dispatch);
     // The first progress ack is due after half of ack_wait (not at once: a zero-delay first tick
     // would still cost a timer round, about a millisecond, on every message).
-    let half = ack_wait / 2;
+    let half = (ack_wait / 2).max(Duration::from_millis(10));
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
     let settlement = loop {
         tokio::select! {
@@ -364,11 +364,7 @@ async fn handle(
             if let Some(id) = message_id {
                 out.message_id = id;
             }
-            let published = inner
-                .client
-                .publish_with_headers(out.topic.clone(), headers::to_nats(&out), out.body)
-                .await;
-            match published {
+            match publish_dead_letter(inner, &out).await {
                 Ok(()) => acker.ack_with(AckKind::Term).await,
                 Err(e) => {
                     // Keep the message: it is redelivered and dead-lettered again later.
@@ -383,6 +379,32 @@ async fn handle(
     if let Err(e) = result {
         tracing::warn!(subject = %msg.subject, "nats: cannot settle JetStream message (it will be redelivered): {e}");
     }
+}
+
+/// Publishes a dead letter so that the original may be terminated: into the JetStream stream that
+/// captures the dead-letter subject when there is one (waiting for its ack: stored), else on core
+/// NATS (flushed) with a warning, since then only a subscriber online right now receives it.
+async fn publish_dead_letter(
+    inner: &Inner,
+    out: &Outgoing,
+) -> std::result::Result<(), kumi_core::BoxError> {
+    let js = jetstream::new(inner.client.clone());
+    if js.stream_by_subject(out.topic.clone()).await.is_ok() {
+        js.publish_with_headers(out.topic.clone(), headers::to_nats(out), out.body.clone())
+            .await?
+            .await?;
+        return Ok(());
+    }
+    tracing::warn!(
+        dead_letter_topic = %out.topic,
+        "nats: no JetStream stream captures the dead-letter subject; published on core NATS (create a stream on it to keep dead letters)"
+    );
+    inner
+        .client
+        .publish_with_headers(out.topic.clone(), headers::to_nats(out), out.body.clone())
+        .await?;
+    inner.client.flush().await?;
+    Ok(())
 }
 
 #[cfg(test)]
