@@ -13,6 +13,7 @@
 pub(crate) mod connect;
 pub mod memory;
 pub(crate) mod topic;
+pub mod url_options;
 
 use std::fmt;
 use std::sync::Arc;

@@ -26,6 +26,7 @@
 use std::time::Duration;
 
 use kumi_core::bus::redact;
+use kumi_core::bus::url_options::{parse_bool, percent_decode};
 use kumi_core::Error;
 
 /// How the queue of a route in its service's default consumer group is named.
@@ -68,37 +69,6 @@ pub struct AmqpUrl {
 
 /// The default topic exchange (tomodachi's).
 pub const DEFAULT_EXCHANGE: &str = "amq.topic";
-
-pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            if let (Some(h), Some(l)) = (
-                bytes.get(i + 1).and_then(|b| (*b as char).to_digit(16)),
-                bytes.get(i + 2).and_then(|b| (*b as char).to_digit(16)),
-            ) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn parse_bool(url: &str, key: &str, v: &str) -> Result<bool, Error> {
-    match v {
-        "true" | "1" | "yes" | "" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err(Error::config(format!(
-            "bus URL '{url}': option '{key}' must be true or false, got '{v}'"
-        ))),
-    }
-}
 
 pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
     let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit())?);

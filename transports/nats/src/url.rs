@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kumi_core::bus::redact;
+use kumi_core::bus::url_options::{parse_bool, percent_decode};
 use kumi_core::Error;
 
 /// A parsed `nats://` URL.
@@ -42,37 +43,6 @@ pub struct NatsUrl {
     pub jetstream: bool,
     /// The URL with secrets removed.
     pub redacted: String,
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            if let (Some(h), Some(l)) = (
-                bytes.get(i + 1).and_then(|b| (*b as char).to_digit(16)),
-                bytes.get(i + 2).and_then(|b| (*b as char).to_digit(16)),
-            ) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn parse_bool(url: &str, key: &str, v: &str) -> Result<bool, Error> {
-    match v {
-        "true" | "1" | "yes" | "" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err(Error::config(format!(
-            "bus URL '{url}': option '{key}' must be true or false, got '{v}'"
-        ))),
-    }
 }
 
 impl NatsUrl {

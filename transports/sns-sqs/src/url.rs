@@ -29,6 +29,7 @@
 
 use std::time::Duration;
 
+use kumi_core::bus::url_options::{parse_bool, percent_decode};
 use kumi_core::Error;
 
 /// Query keys whose values are secrets.
@@ -88,22 +89,6 @@ pub fn redact(url: &str) -> String {
         })
         .collect();
     format!("{}?{}", kumi_core::bus::redact(head), query.join("&"))
-}
-
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-fn parse_bool(url: &str, key: &str, v: &str) -> Result<bool, Error> {
-    match v {
-        "true" | "1" | "yes" | "" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err(Error::config(format!(
-            "bus URL '{url}': option '{key}' must be true or false, got '{v}'"
-        ))),
-    }
 }
 
 fn parse_secs(url: &str, key: &str, v: &str, max: u64) -> Result<Duration, Error> {
