@@ -264,6 +264,18 @@ pub(crate) async fn subscribe(
                 }
             }
         };
+    let existing = consumer.cached_info().config.max_ack_pending;
+    if existing != max_ack_pending {
+        // An existing durable keeps its settings: more unacked messages than handlers means
+        // messages wait for a handler without progress acks and may be redelivered meanwhile.
+        tracing::warn!(
+            topic = %sub.topic,
+            max_ack_pending = existing,
+            concurrency = sub.concurrency,
+            "nats: the JetStream consumer's max_ack_pending differs from the route's concurrency; \
+             update the consumer (or the route) so they agree"
+        );
+    }
     let listens = format!(
         "JetStream consumer {} on stream {}",
         consumer
