@@ -91,11 +91,13 @@ impl Runner {
 
     /// Runs until SIGINT or SIGTERM, then drains; a second signal forces the exit.
     pub async fn run(self) -> ExitCode {
-        self.run_until(signal::first()).await
+        self.run_until(std::future::pending()).await
     }
 
     /// Runs until `stop` completes (or a signal arrives), then drains.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> ExitCode {
+        // Before anything starts, so that an early signal is handled, not fatal.
+        let mut signals = signal::Signals::install();
         let config = match self.config {
             Some(c) => c,
             None => match Config::from_env_and_args() {
@@ -139,7 +141,7 @@ impl Runner {
         banner(&running);
         tokio::select! {
             () = stop => {}
-            () = signal::first() => {}
+            () = signals.next() => {}
         }
         tracing::info!(
             drain_timeout = ?config.drain_timeout,
@@ -160,7 +162,7 @@ impl Runner {
                     ExitCode::FAILURE
                 }
             },
-            () = signal::first() => {
+            () = signals.next() => {
                 tracing::warn!("second signal: forcing exit without finishing the drain");
                 ExitCode::from(EXIT_FORCED)
             }

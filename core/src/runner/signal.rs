@@ -1,30 +1,62 @@
-//! Waiting for SIGINT (Ctrl-C) or SIGTERM.
+//! SIGINT (Ctrl-C) and SIGTERM, listened for from the moment the runner starts: a signal that
+//! arrives while services are still starting is not lost (nor does it kill the process).
 
-/// Completes on the next SIGINT or SIGTERM. If a handler cannot be installed, it never completes
-/// for that signal (and logs why).
-pub(super) async fn first() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
+#[cfg(unix)]
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// The process's stop signals.
+pub(super) struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    term: Option<Signal>,
+    #[cfg(unix)]
+    int: Option<Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers now (logging, not failing, if one cannot be installed).
+    pub(super) fn install() -> Self {
+        #[cfg(unix)]
+        {
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!("cannot listen for {name}: {e}");
+                    None
+                }
+            };
+            Self {
+                term: listen(SignalKind::terminate(), "SIGTERM"),
+                int: listen(SignalKind::interrupt(), "SIGINT"),
             }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    /// Completes on the next SIGINT or SIGTERM.
+    pub(super) async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = recv(&mut self.term) => {}
+                () = recv(&mut self.int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }
