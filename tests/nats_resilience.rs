@@ -244,3 +244,26 @@ async fn bare_json_clients_interoperate_with_raw_routes() {
     );
     app.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn lame_duck_mode_asks_the_process_to_drain() {
+    let server = nats_server::NatsServer::start();
+    let nats = NatsBus::connect(&server.url()).await.unwrap();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let app = App::new()
+        .bus(Arc::new(nats))
+        .service(Sink {
+            tx,
+            durable: false,
+            work_ms: 0,
+        })
+        .start()
+        .await
+        .unwrap();
+    server.lame_duck();
+    let reason = tokio::time::timeout(Duration::from_secs(10), app.health().stop_requested())
+        .await
+        .expect("a stop is requested when the server enters lame duck mode");
+    assert!(reason.contains("lame duck"), "{reason}");
+    app.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -204,11 +204,19 @@ impl App {
                 w[0]
             )));
         }
+        crate::identity::set_connection_label(
+            self.services
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join("+"),
+        );
         let bus = match self.bus {
             Some(bus) => bus,
             None => self.connectors.connect(&self.bus_url).await?,
         };
         let health = Health::new();
+        bus.attach_health(health.clone());
         let mut started = Vec::with_capacity(self.services.len());
         let mut transport_lines = Vec::new();
         let mut failure = None;

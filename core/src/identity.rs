@@ -43,6 +43,20 @@ impl fmt::Debug for Identity {
     }
 }
 
+static CONNECTION_LABEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this process's broker connections (once; later calls are ignored). The app sets it to
+/// its services' names before it connects, so brokers list connections as
+/// `<service>-<instance id>`.
+pub fn set_connection_label(label: impl Into<String>) {
+    let _ = CONNECTION_LABEL.set(label.into());
+}
+
+/// The label set by [`set_connection_label`], if any.
+pub fn connection_label() -> Option<&'static str> {
+    CONNECTION_LABEL.get().map(String::as_str)
+}
+
 /// A NUID-like id: 22 characters of `[0-9A-Za-z]` from 128 random bits (also a valid NATS
 /// service name).
 pub fn new_instance_id() -> String {

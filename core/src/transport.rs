@@ -79,11 +79,22 @@ pub trait Transport: Send + Sync + 'static {
 /// A shared transport handle.
 pub type SharedTransport = Arc<dyn Transport>;
 
-#[derive(Default)]
 struct HealthState {
     started: AtomicBool,
     draining: AtomicBool,
     not_ready: Mutex<BTreeMap<String, String>>,
+    stop_requested: tokio::sync::watch::Sender<Option<String>>,
+}
+
+impl Default for HealthState {
+    fn default() -> Self {
+        Self {
+            started: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            not_ready: Mutex::new(BTreeMap::new()),
+            stop_requested: tokio::sync::watch::channel(None).0,
+        }
+    }
 }
 
 /// Process health: live while running; ready once every service and transport started, and not
@@ -133,6 +144,33 @@ impl Health {
         }
     }
 
+    /// Asks the process to stop gracefully (e.g. the broker announced it is going away); the
+    /// runner drains as it does on SIGTERM. The first reason wins.
+    pub fn request_stop(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        self.0.stop_requested.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Completes with the reason once a stop was requested.
+    pub async fn stop_requested(&self) -> String {
+        let mut rx = self.0.stop_requested.subscribe();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
     /// `Ok` when ready; otherwise what is not ready, one entry per component.
     pub fn readiness(&self) -> std::result::Result<(), Vec<String>> {
         let mut reasons = Vec::new();
@@ -171,5 +209,18 @@ mod tests {
         assert!(h.readiness().is_ok());
         h.set_draining();
         assert!(h.readiness().unwrap_err()[0].starts_with("draining"));
+    }
+
+    #[tokio::test]
+    async fn stop_requests_keep_the_first_reason() {
+        let h = Health::new();
+        let waiter = tokio::spawn({
+            let h = h.clone();
+            async move { h.stop_requested().await }
+        });
+        h.request_stop("broker going away");
+        h.request_stop("second");
+        assert_eq!(waiter.await.unwrap(), "broker going away");
+        assert_eq!(h.stop_requested().await, "broker going away");
     }
 }

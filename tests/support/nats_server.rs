@@ -106,6 +106,18 @@ impl NatsServer {
         }
     }
 
+    /// Puts the server in lame duck mode (SIGUSR2): it tells its clients it is going away.
+    pub fn lame_duck(&self) {
+        if let Some(child) = &self.child {
+            let ok = Command::new("kill")
+                .args(["-USR2", &child.id().to_string()])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "cannot signal nats-server");
+        }
+    }
+
     /// Starts it again on the same port and store.
     pub fn restart(&mut self) {
         self.stop();

@@ -246,6 +246,10 @@ pub trait Bus: Send + Sync + 'static {
     /// [`ErrorKind::Remote`]: crate::ErrorKind::Remote
     async fn request(&self, message: Outgoing, timeout: Duration) -> Result<Reply>;
 
+    /// Gives the bus the process health, to report a lost connection or to ask for a graceful stop
+    /// (a broker going away). Called once when an app starts on the bus.
+    fn attach_health(&self, _health: crate::transport::Health) {}
+
     /// Stops taking new messages, lets in-flight handlers finish and settle until `deadline`, then
     /// disconnects. Publishing afterwards fails with [`ErrorKind::Closed`](crate::ErrorKind::Closed).
     /// Calling it again is a no-op.

@@ -142,6 +142,9 @@ impl Runner {
         tokio::select! {
             () = stop => {}
             () = signals.next() => {}
+            reason = running.health().stop_requested() => {
+                tracing::warn!(%reason, "stop requested");
+            }
         }
         tracing::info!(
             drain_timeout = ?config.drain_timeout,

@@ -16,7 +16,7 @@
 //!   connection closes.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_nats::{ConnectOptions, Event};
@@ -27,7 +27,7 @@ use kumi_core::bus::{
     Settlement, Subscription,
 };
 use kumi_core::dispatch::{Dispatcher, RouteService};
-use kumi_core::{Error, ErrorKind, Message, Outgoing, Result};
+use kumi_core::{Error, ErrorKind, Health, Message, Outgoing, Result};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -52,6 +52,8 @@ pub(crate) struct Inner {
     pub(crate) draining: AtomicBool,
     pub(crate) closed: AtomicBool,
     pub(crate) registry: Registry,
+    /// The process health, once an app attached it (read by the connection event callback).
+    health: Arc<OnceLock<Health>>,
 }
 
 /// A NATS connection serving kumi routes. Cheap to clone.
@@ -68,16 +70,20 @@ impl std::fmt::Debug for NatsBus {
     }
 }
 
+/// `<service names>-<instance id>` when an app set the label (the usual case), else
+/// `<program>-<instance id>`.
 fn default_connection_name() -> String {
-    let program = std::env::args()
-        .next()
-        .and_then(|p| {
-            std::path::Path::new(&p)
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
+    let label = kumi_core::identity::connection_label()
+        .map(str::to_owned)
+        .or_else(|| {
+            std::env::args().next().and_then(|p| {
+                std::path::Path::new(&p)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+            })
         })
         .unwrap_or_else(|| "kumi".to_owned());
-    format!("{program}-{}", kumi_core::identity::new_instance_id())
+    format!("{label}-{}", kumi_core::identity::new_instance_id())
 }
 
 impl NatsBus {
@@ -86,21 +92,37 @@ impl NatsBus {
     pub async fn connect(url: &str) -> Result<Self> {
         let url = NatsUrl::parse(url)?;
         let shown = url.redacted.clone();
+        let health: Arc<OnceLock<Health>> = Arc::new(OnceLock::new());
+        let events_health = Arc::clone(&health);
         let mut options = ConnectOptions::new()
             .name(url.name.clone().unwrap_or_else(default_connection_name))
             .connection_timeout(url.connect_timeout.unwrap_or(Duration::from_secs(5)))
             .event_callback(move |event| {
                 let shown = shown.clone();
+                let health = events_health.get().cloned();
                 async move {
                     match event {
-                        Event::Connected => tracing::info!(bus = %shown, "nats: connected"),
-                        Event::Disconnected => {
-                            tracing::warn!(bus = %shown, "nats: disconnected; reconnecting")
+                        Event::Connected => {
+                            tracing::info!(bus = %shown, "nats: connected");
+                            if let Some(h) = &health {
+                                h.set_not_ready("nats", None);
+                            }
                         }
-                        Event::LameDuckMode => tracing::warn!(
-                            bus = %shown,
-                            "nats: server entered lame duck mode; the client will move to another server"
-                        ),
+                        Event::Disconnected => {
+                            tracing::warn!(bus = %shown, "nats: disconnected; reconnecting");
+                            if let Some(h) = &health {
+                                h.set_not_ready("nats", Some(format!("disconnected from {shown}; reconnecting")));
+                            }
+                        }
+                        Event::LameDuckMode => {
+                            tracing::warn!(
+                                bus = %shown,
+                                "nats: server entered lame duck mode; draining this process"
+                            );
+                            if let Some(h) = &health {
+                                h.request_stop(format!("NATS server of {shown} entered lame duck mode"));
+                            }
+                        }
                         Event::SlowConsumer(sid) => tracing::warn!(
                             bus = %shown, sid,
                             "nats: slow consumer, messages dropped by the client (raise the route's concurrency or use JetStream)"
@@ -155,6 +177,7 @@ impl NatsBus {
                 draining: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 registry: Registry::default(),
+                health,
             }),
         })
     }
@@ -424,6 +447,10 @@ impl Bus for NatsBus {
 
     fn url(&self) -> &str {
         &self.inner.url.redacted
+    }
+
+    fn attach_health(&self, health: Health) {
+        let _ = self.inner.health.set(health);
     }
 
     async fn subscribe(&self, sub: Subscription) -> Result<String> {
