@@ -353,16 +353,22 @@ async fn handle(
 
     let dispatch = dispatcher.dispatch(message);
     tokio::pin!(dispatch);
-    // The first progress ack is due after half of ack_wait (not at once: a zero-delay first tick
-    // would still cost a timer round, about a millisecond, on every message).
-    let half = (ack_wait / 2).max(Duration::from_millis(10));
-    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
-    let settlement = loop {
-        tokio::select! {
-            s = &mut dispatch => break s,
-            _ = progress.tick() => {
-                if let Err(e) = acker.ack_with(AckKind::Progress).await {
-                    tracing::warn!(subject = %msg.subject, "nats: cannot extend ack_wait: {e}");
+    // Most handlers finish on their first poll: only a handler that has to wait gets the progress
+    // timer (a timer per message costs more than the handler itself on fast routes).
+    let settlement = match futures_util::poll!(&mut dispatch) {
+        std::task::Poll::Ready(s) => s,
+        std::task::Poll::Pending => {
+            // The first progress ack is due after half of ack_wait.
+            let half = (ack_wait / 2).max(Duration::from_millis(10));
+            let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
+            loop {
+                tokio::select! {
+                    s = &mut dispatch => break s,
+                    _ = progress.tick() => {
+                        if let Err(e) = acker.ack_with(AckKind::Progress).await {
+                            tracing::warn!(subject = %msg.subject, "nats: cannot extend ack_wait: {e}");
+                        }
+                    }
                 }
             }
         }
