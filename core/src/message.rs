@@ -168,6 +168,11 @@ impl Producer {
         }
     }
 
+    /// A producer from parts already known to be UTF-8 (slices of a parsed JSON text).
+    pub(crate) fn from_utf8_parts(name: Option<Bytes>, instance: Option<Bytes>) -> Self {
+        Self { name, instance }
+    }
+
     /// Producer service name.
     pub fn name(&self) -> Option<&str> {
         self.name

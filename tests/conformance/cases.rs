@@ -862,3 +862,50 @@ pub async fn c21_wildcards(h: Harness) {
     assert_quiet(&mut rx_rest, QUIET).await;
     app.shutdown(DRAIN).await.expect("shutdown");
 }
+
+/// Case 22 (kumi's own): at concurrency 1, a message waiting out its retry backoff does not hold up
+/// the messages published after it; it is handled again once the backoff has passed.
+pub async fn c22_retry_backoff_does_not_hold_up_a_single_consumer(h: Harness) {
+    let bus = h.connect().await;
+    if skip_unless(
+        h.name(),
+        "c22",
+        caps(&bus),
+        &[("redelivery", |c| c.redelivery)],
+    ) {
+        return;
+    }
+    let topic = unique("c22");
+    let backoff = Duration::from_millis(1500);
+    let (probe, mut rx) = Probe::new(
+        "c22",
+        vec![ProbeRoute::events(&topic)
+            .concurrency(1)
+            .retries(2)
+            .backoff(backoff)],
+    );
+    let app = start(&bus, &[&probe]).await;
+    let client = app.client();
+    client
+        .publish(&topic, &json!({"n": 0, "fail_times": 1}))
+        .await
+        .expect("publish");
+    for n in 1..=3u64 {
+        client
+            .publish(&topic, &json!({"n": n}))
+            .await
+            .expect("publish");
+    }
+    let got = recv_n(&mut rx, 4).await;
+    let order: Vec<u64> = got
+        .iter()
+        .map(|r| r.payload["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        vec![1, 2, 3, 0],
+        "the later messages were handled while the first waited for its retry"
+    );
+    assert_eq!(got[3].attempt, 2, "the retried message's second attempt");
+    app.shutdown(DRAIN).await.expect("shutdown");
+}

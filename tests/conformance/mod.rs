@@ -124,6 +124,7 @@ macro_rules! conformance_suite {
             c19_unreachable_broker,
             c20_stop_idempotent_publish_after_stop,
             c21_wildcards,
+            c22_retry_backoff_does_not_hold_up_a_single_consumer,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -43,6 +43,8 @@ pub struct ProbeRoute {
     pub broadcast: bool,
     pub concurrency: usize,
     pub retries: u32,
+    /// First retry delay (doubling up to ten times that); 20 ms unless set.
+    pub backoff: Duration,
     pub raw: bool,
     pub dead_letter_topic: Option<String>,
 }
@@ -57,6 +59,7 @@ impl ProbeRoute {
             broadcast: false,
             concurrency: 8,
             retries: 3,
+            backoff: Duration::from_millis(20),
             raw: false,
             dead_letter_topic: None,
         }
@@ -84,6 +87,10 @@ impl ProbeRoute {
     }
     pub fn retries(mut self, n: u32) -> Self {
         self.retries = n;
+        self
+    }
+    pub fn backoff(mut self, first: Duration) -> Self {
+        self.backoff = first;
         self
     }
     /// Raw envelope: records every message as is, never fails on content.
@@ -247,7 +254,7 @@ impl Service for Probe {
             b = b
                 .concurrency(r.concurrency)
                 .retries(r.retries)
-                .backoff(Duration::from_millis(20), Duration::from_millis(200));
+                .backoff(r.backoff, r.backoff * 10);
             if let Some(g) = &r.group {
                 b = b.group(g.clone());
             }

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -67,31 +68,39 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
     <&RawValue>::deserialize(d).map(Some)
 }
 
+/// An optional string that borrows from the body unless it had escapes to undo (serde's own
+/// `Option<Cow<str>>` always copies).
+fn opt_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+    Option::<Str<'de>>::deserialize(d).map(|s| s.map(|s| s.0))
+}
+
 #[derive(Deserialize)]
 struct InService<'a> {
-    #[serde(borrow, default)]
-    name: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    uuid: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_str")]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_str")]
+    uuid: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 struct InMetadata<'a> {
-    #[serde(borrow, default)]
-    message_uuid: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_str")]
+    message_uuid: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    protocol_version: std::borrow::Cow<'a, str>,
+    protocol_version: Cow<'a, str>,
     #[serde(default)]
     timestamp: Option<f64>,
-    #[serde(borrow, default)]
-    data_encoding: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_str")]
+    data_encoding: Option<Cow<'a, str>>,
 }
 
 impl JsonBase {
     /// The `data` value as JSON text, and its `data_encoding`.
-    fn data_field(payload: &[u8]) -> Result<(std::borrow::Cow<'_, [u8]>, &'static str)> {
+    fn data_field(payload: &[u8]) -> Result<(Cow<'_, [u8]>, &'static str)> {
         if payload.len() < COMPRESS_THRESHOLD {
-            return Ok((std::borrow::Cow::Borrowed(payload), "raw"));
+            return Ok((Cow::Borrowed(payload), "raw"));
         }
         let mut z = flate2::write::ZlibEncoder::new(
             Vec::with_capacity(payload.len() / 4),
@@ -107,7 +116,7 @@ impl JsonBase {
         quoted.push(b'"');
         quoted.extend_from_slice(b64.as_bytes());
         quoted.push(b'"');
-        Ok((std::borrow::Cow::Owned(quoted), "base64_gzip_json"))
+        Ok((Cow::Owned(quoted), "base64_gzip_json"))
     }
 }
 
@@ -159,8 +168,8 @@ impl Envelope for JsonBase {
     }
 
     fn decode(&self, message: &mut Message) -> Result<()> {
-        let body = message.body.clone();
-        let env: InEnvelope<'_> = serde_json::from_slice(&body).map_err(|e| {
+        let body = &message.body;
+        let env: InEnvelope<'_> = serde_json::from_slice(body).map_err(|e| {
             Error::codec(format!(
                 "message on topic '{}' is not a json-base envelope",
                 message.topic
@@ -207,13 +216,13 @@ impl Envelope for JsonBase {
         }
         if let Some(service) = env.service {
             // Borrowed strings are slices of the body: no copy. Escaped ones were unescaped.
-            let bytes = |s: Option<std::borrow::Cow<'_, str>>| {
+            let bytes = |s: Option<Cow<'_, str>>| {
                 s.map(|s| match s {
-                    std::borrow::Cow::Borrowed(b) => body.slice_ref(b.as_bytes()),
-                    std::borrow::Cow::Owned(o) => Bytes::from(o),
+                    Cow::Borrowed(b) => body.slice_ref(b.as_bytes()),
+                    Cow::Owned(o) => Bytes::from(o),
                 })
             };
-            message.producer = Producer::new(bytes(service.name), bytes(service.uuid));
+            message.producer = Producer::from_utf8_parts(bytes(service.name), bytes(service.uuid));
         }
         Ok(())
     }

@@ -28,10 +28,11 @@
 //!    the same envelope and data; timed from the first publish to the last message handled. Best
 //!    of `KUMI_BENCH_ROUNDS` (default 3).
 //! 3. **JetStream**: the same messages pre-published into a stream once, then consumed and acked by
-//!    a kumi JetStream route (bound to a durable pull consumer, concurrency 64) or by a bare
-//!    `consumer.messages()` loop acking each message, each from its own consumer with the same
-//!    configuration (`max_ack_pending` 64, deliver all); timed from binding the consumer until the
-//!    server reports nothing pending and nothing unacked. Best of `KUMI_BENCH_ROUNDS`.
+//!    a kumi JetStream route (bound to a durable pull consumer; concurrency 64, or 1) or by a bare
+//!    `consumer.messages()` loop acking each message (spawning under a 64-permit semaphore, or
+//!    inline), each from its own consumer with the same configuration (`max_ack_pending` 128, as
+//!    kumi sets for concurrency 64; deliver all); timed from binding the consumer until the server
+//!    reports nothing pending and nothing unacked. Best of `KUMI_BENCH_ROUNDS`.
 //!
 //! Consume tables also show the CPU time of the benchmark process per message (publisher and NATS
 //! client tasks included, the server excluded; Linux only): on a small machine throughput mostly
@@ -62,6 +63,9 @@ use tokio::sync::{Notify, Semaphore};
 
 /// Handlers a kumi route (and the raw responder or consumer) runs at once.
 const CONCURRENCY: usize = 64;
+/// `max_ack_pending` of the benchmark's JetStream consumers: what kumi sets for a route of
+/// concurrency [`CONCURRENCY`].
+const JS_MAX_ACK_PENDING: i64 = 2 * CONCURRENCY as i64;
 /// Requester counts of the request/reply cells.
 const REQUESTERS: [usize; 3] = [1, 8, 64];
 /// Unmeasured load before the first slice of each request/reply cell.
@@ -1114,8 +1118,9 @@ async fn js_prepublish(
     elapsed
 }
 
-/// A durable pull consumer configured like the ones kumi creates (explicit acks, 30 s ack wait,
-/// `max_ack_pending` = route concurrency), but delivering the whole stream.
+/// A durable pull consumer configured like the ones kumi creates for a route of concurrency 64
+/// (explicit acks, 30 s ack wait, `max_ack_pending` twice the concurrency), but delivering the
+/// whole stream.
 async fn js_consumer(
     js: &jetstream::Context,
     stream_name: &str,
@@ -1129,7 +1134,7 @@ async fn js_consumer(
             filter_subject: subject.to_owned(),
             ack_policy: AckPolicy::Explicit,
             ack_wait: Duration::from_secs(30),
-            max_ack_pending: CONCURRENCY as i64,
+            max_ack_pending: JS_MAX_ACK_PENDING,
             deliver_policy: DeliverPolicy::All,
             ..Default::default()
         })
@@ -1168,6 +1173,7 @@ async fn kumi_js(
     subject: &str,
     consumer_name: &str,
     n: u64,
+    concurrency: usize,
 ) -> Run {
     let mut consumer = js_consumer(js, stream_name, consumer_name, subject).await;
     let sink = Sink::new(n);
@@ -1175,7 +1181,7 @@ async fn kumi_js(
     let service = EventService {
         subject: subject.to_owned(),
         sink: Arc::clone(&sink),
-        concurrency: CONCURRENCY,
+        concurrency,
         jetstream: Some(
             JetStream::durable()
                 .stream(stream_name)
@@ -1288,58 +1294,42 @@ async fn jetstream_consume(url: &str, suffix: &str, settings: &Settings) {
     println!();
     println!(
         "3) JetStream consume + ack, {n} messages pre-published into file stream {stream_name} \
-         ({:.0} msg/s); one durable pull consumer per run, max_ack_pending {CONCURRENCY}; \
+         ({:.0} msg/s); one durable pull consumer per run, max_ack_pending {JS_MAX_ACK_PENDING}; \
          best of {} runs",
         rate(n, publish),
         settings.rounds
     );
     consume_header();
-    // Every run binds its own consumer (delivering the whole stream); the kumi run sits between
-    // the two raw ones.
-    let (mut kumi, mut spawn, mut inline) = (Best::new(), Best::new(), Best::new());
-    for round in 0..settings.rounds {
-        let name = |who: &str| format!("{who}-{round}");
-        let (stream_name, subject) = (stream_name.as_str(), subject.as_str());
-        spawn.add(
-            &raw_js(
-                url,
-                &js,
-                stream_name,
-                subject,
-                &name("raw-spawn"),
-                n,
-                RawMode::Spawn,
-            )
-            .await,
-        );
-        kumi.add(&kumi_js(url, &js, stream_name, subject, &name("kumi"), n).await);
-        inline.add(
-            &raw_js(
-                url,
-                &js,
-                stream_name,
-                subject,
-                &name("raw-inline"),
-                n,
-                RawMode::Inline,
-            )
-            .await,
-        );
+    // Every run binds its own consumer (delivering the whole stream); kumi and raw alternate.
+    let cases = [
+        (
+            "route concurrency 64 | raw spawn+sem 64",
+            CONCURRENCY,
+            RawMode::Spawn,
+        ),
+        ("route concurrency 1  | raw inline loop", 1, RawMode::Inline),
+    ];
+    for (case, (label, concurrency, mode)) in cases.into_iter().enumerate() {
+        let (mut kumi, mut raw) = (Best::new(), Best::new());
+        for round in 0..settings.rounds {
+            let name = |who: &str| format!("{who}-{case}-{round}");
+            let (stream_name, subject) = (stream_name.as_str(), subject.as_str());
+            raw.add(&raw_js(url, &js, stream_name, subject, &name("raw"), n, mode).await);
+            kumi.add(
+                &kumi_js(
+                    url,
+                    &js,
+                    stream_name,
+                    subject,
+                    &name("kumi"),
+                    n,
+                    concurrency,
+                )
+                .await,
+            );
+        }
+        consume_row(label, n, &kumi, &raw, true);
     }
-    consume_row(
-        "route concurrency 64 | raw spawn+sem 64",
-        n,
-        &kumi,
-        &spawn,
-        true,
-    );
-    consume_row(
-        "route concurrency 64 | raw inline loop",
-        n,
-        &kumi,
-        &inline,
-        true,
-    );
     let _ = js.delete_stream(&stream_name).await;
 }
 

@@ -15,6 +15,7 @@
 //!   in-flight handlers finish until the deadline, replies and dead letters are flushed, then the
 //!   connection closes.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ use kumi_core::bus::{
 };
 use kumi_core::dispatch::{Dispatcher, RouteService};
 use kumi_core::{Error, ErrorKind, Health, Message, Outgoing, Result};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
 use crate::headers::{self, SERVICE_ERROR, SERVICE_ERROR_CODE};
@@ -272,61 +273,156 @@ impl NatsBus {
     }
 }
 
+/// A route's subscription, read until the bus stops, then drained: what the client already
+/// buffered is still returned, and `None` comes once it is empty.
+struct Reader {
+    sub: async_nats::Subscriber,
+    /// Kept across reads: a stop future made per message would cost a registration each time.
+    stop: Pin<Box<WaitForCancellationFutureOwned>>,
+    draining: bool,
+    topic: String,
+}
+
+impl Reader {
+    fn new(sub: async_nats::Subscriber, cancel: &CancellationToken, topic: &str) -> Self {
+        Self {
+            sub,
+            stop: Box::pin(cancel.clone().cancelled_owned()),
+            draining: false,
+            topic: topic.to_owned(),
+        }
+    }
+
+    async fn next(&mut self) -> Option<async_nats::Message> {
+        loop {
+            if self.draining {
+                return self.sub.next().await;
+            }
+            tokio::select! {
+                m = self.sub.next() => return m,
+                () = &mut self.stop => {
+                    // Marked only once the drain is requested: this future may be dropped (by
+                    // the inline consumer's select) while it waits to send the request.
+                    if let Err(e) = self.sub.drain().await {
+                        tracing::warn!(topic = %self.topic, "nats: cannot drain subscription: {e}");
+                        return None;
+                    }
+                    self.draining = true;
+                }
+            }
+        }
+    }
+}
+
+/// What a core NATS consumer needs to handle one route's messages.
+struct Route {
+    dispatcher: Arc<Dispatcher>,
+    kind: RouteKind,
+    endpoint: Option<Arc<EndpointState>>,
+}
+
 impl Inner {
-    /// Reads the subscription and feeds `concurrency` workers through a bounded queue: at most that
-    /// many handlers run, each worker keeps its own clone of the route's service stack, and a full
-    /// queue stops the reading (the client buffers, then reports a slow consumer).
+    /// Reads the subscription and runs the route's handlers: at most `concurrency` at once, each
+    /// worker with its own clone of the route's service stack. A route of concurrency 1 handles
+    /// messages in the reading task itself (no hand-over per message); wider routes feed
+    /// `concurrency` workers through a bounded queue. Either way a busy route stops reading (the
+    /// client buffers, then reports a slow consumer) instead of spawning without bound.
     async fn consume(
         self: Arc<Self>,
-        mut nats_sub: async_nats::Subscriber,
+        nats_sub: async_nats::Subscriber,
         sub: Subscription,
         endpoint: Option<Arc<EndpointState>>,
     ) {
-        let (tx, rx) = async_channel::bounded::<Pending>(sub.concurrency);
-        for _ in 0..sub.concurrency {
+        let route = Arc::new(Route {
+            dispatcher: Arc::clone(&sub.dispatcher),
+            kind: sub.kind,
+            endpoint,
+        });
+        let reader = Reader::new(nats_sub, &self.cancel, &sub.topic);
+        if sub.concurrency <= 1 {
+            self.consume_inline(reader, &route).await;
+        } else {
+            self.consume_pool(reader, route, sub.concurrency).await;
+        }
+    }
+
+    /// Concurrency 1: the reading task is the worker. Retries wait in their own tasks and come back
+    /// through `retries`, ahead of new messages.
+    async fn consume_inline(self: Arc<Self>, mut reader: Reader, route: &Route) {
+        let mut service = route.dispatcher.service();
+        let (retry_tx, mut retries) = tokio::sync::mpsc::unbounded_channel::<Pending>();
+        let weak_retry = retry_tx.downgrade();
+        let mut retry_tx = Some(retry_tx);
+        loop {
+            let delivery = if retry_tx.is_some() {
+                tokio::select! {
+                    biased;
+                    Some(retry) = retries.recv() => retry,
+                    m = reader.next() => match m {
+                        Some(msg) => {
+                            self.in_flight.fetch_add(1, Ordering::AcqRel);
+                            Pending { msg, attempt: 1 }
+                        }
+                        // The subscription is done: only waiting retries are left.
+                        None => {
+                            retry_tx = None;
+                            continue;
+                        }
+                    },
+                }
+            } else {
+                match retries.recv().await {
+                    Some(retry) => retry,
+                    None => break,
+                }
+            };
+            self.deliver_until_settled(route, &mut service, delivery, |retry, delay| {
+                let Some(tx) = weak_retry.upgrade() else {
+                    return Some(retry);
+                };
+                self.tracker.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = tx.send(retry);
+                });
+                None
+            })
+            .await;
+        }
+    }
+
+    /// Concurrency above 1: a bounded queue and that many workers.
+    async fn consume_pool(
+        self: Arc<Self>,
+        mut reader: Reader,
+        route: Arc<Route>,
+        concurrency: usize,
+    ) {
+        let (tx, rx) = async_channel::bounded::<Pending>(concurrency);
+        for _ in 0..concurrency {
             let inner = Arc::clone(&self);
             let rx = rx.clone();
             let retry_tx = tx.downgrade();
-            let dispatcher = Arc::clone(&sub.dispatcher);
-            let endpoint = endpoint.clone();
-            let kind = sub.kind;
+            let route = Arc::clone(&route);
             self.tracker.spawn(async move {
-                let mut service = dispatcher.service();
+                let mut service = route.dispatcher.service();
                 while let Ok(delivery) = rx.recv().await {
                     inner
-                        .handle(
-                            &dispatcher,
-                            &mut service,
-                            kind,
-                            delivery,
-                            &retry_tx,
-                            endpoint.as_deref(),
-                        )
+                        .deliver_until_settled(&route, &mut service, delivery, |retry, delay| {
+                            let Some(tx) = retry_tx.upgrade() else {
+                                return Some(retry);
+                            };
+                            inner.tracker.spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                let _ = tx.send(retry).await;
+                            });
+                            None
+                        })
                         .await;
                 }
             });
         }
         drop(rx);
-        let cancelled = self.cancel.cancelled();
-        tokio::pin!(cancelled);
-        let mut draining = false;
-        loop {
-            let next = if draining {
-                nats_sub.next().await
-            } else {
-                tokio::select! {
-                    m = nats_sub.next() => m,
-                    () = &mut cancelled => {
-                        draining = true;
-                        if let Err(e) = nats_sub.drain().await {
-                            tracing::warn!(topic = %sub.topic, "nats: cannot drain subscription: {e}");
-                            break;
-                        }
-                        continue;
-                    }
-                }
-            };
-            let Some(msg) = next else { break };
+        while let Some(msg) = reader.next().await {
             self.in_flight.fetch_add(1, Ordering::AcqRel);
             if tx.send(Pending { msg, attempt: 1 }).await.is_err() {
                 self.settle();
@@ -341,71 +437,79 @@ impl Inner {
         self.settled.fetch_add(1, Ordering::Relaxed);
     }
 
-    async fn handle(
+    /// Handles `delivery` until it is settled or handed to `requeue`, which puts it back into the
+    /// route's queue after the backoff delay so that this worker moves on. Once the queue is gone
+    /// (the route is draining) `requeue` hands the message back (`Some`): the retry then waits and
+    /// runs here.
+    async fn deliver_until_settled(
         &self,
-        dispatcher: &Dispatcher,
+        route: &Route,
         service: &mut RouteService,
-        kind: RouteKind,
-        delivery: Pending,
-        retry_tx: &async_channel::WeakSender<Pending>,
-        endpoint: Option<&EndpointState>,
+        mut delivery: Pending,
+        requeue: impl Fn(Pending, Duration) -> Option<Pending>,
     ) {
-        let Pending { msg, mut attempt } = delivery;
         loop {
-            let mut message = Message::new(msg.subject.as_str(), msg.payload.clone());
-            headers::from_nats(msg.headers.as_ref(), &mut message);
-            message.attempt = attempt;
-            let started = Instant::now();
-            match dispatcher.dispatch_with(service, message).await {
-                Settlement::Ack => break,
-                Settlement::Reply(reply) => {
-                    if let Some(endpoint) = endpoint {
-                        endpoint.record(started.elapsed(), reply.error.as_ref());
-                    }
-                    if kind == RouteKind::Request {
-                        self.reply(&msg, reply).await;
-                    }
-                    break;
-                }
-                Settlement::Retry { delay, .. } => {
-                    attempt += 1;
-                    if let Some(tx) = retry_tx.upgrade() {
-                        // Back into the queue after the delay; this worker moves on.
-                        let retry = Pending { msg, attempt };
-                        self.tracker.spawn(async move {
-                            tokio::time::sleep(delay).await;
-                            let _ = tx.send(retry).await;
-                        });
-                        return;
-                    }
-                    // The subscription is gone (draining): retry here.
+            let Some(delay) = self.deliver(route, service, &delivery).await else {
+                self.settle();
+                return;
+            };
+            delivery.attempt += 1;
+            match requeue(delivery, delay) {
+                None => return,
+                Some(back) => {
                     tokio::time::sleep(delay).await;
-                }
-                Settlement::DeadLetter(dead) => {
-                    // Rebuilt here rather than kept from before the dispatch: only this path
-                    // needs the original headers.
-                    let mut original = Message::new(msg.subject.as_str(), bytes::Bytes::new());
-                    headers::from_nats(msg.headers.as_ref(), &mut original);
-                    let mut out = Outgoing::new(dead.topic.clone(), msg.payload.clone());
-                    out.headers = dead.headers(&original.headers);
-                    if let Some(id) = original.message_id {
-                        out.message_id = id;
-                    }
-                    if let Err(e) = self
-                        .client
-                        .publish_with_headers(out.topic.clone(), headers::to_nats(&out), out.body)
-                        .await
-                    {
-                        tracing::error!(
-                            dead_letter_topic = %dead.topic,
-                            "nats: cannot publish dead letter: {e}"
-                        );
-                    }
-                    break;
+                    delivery = back;
                 }
             }
         }
-        self.settle();
+    }
+
+    /// One attempt at `delivery`: settles it (ack, reply, dead letter) or returns the delay after
+    /// which it is to be retried.
+    async fn deliver(
+        &self,
+        route: &Route,
+        service: &mut RouteService,
+        delivery: &Pending,
+    ) -> Option<Duration> {
+        let msg = &delivery.msg;
+        let mut message = Message::new(msg.subject.as_str(), msg.payload.clone());
+        headers::from_nats(msg.headers.as_ref(), &mut message);
+        message.attempt = delivery.attempt;
+        // Timed for the ADR-32 STATS of endpoints only.
+        let started = route.endpoint.as_ref().map(|_| Instant::now());
+        match route.dispatcher.dispatch_with(service, message).await {
+            Settlement::Ack => None,
+            Settlement::Reply(reply) => {
+                if let (Some(endpoint), Some(started)) = (&route.endpoint, started) {
+                    endpoint.record(started.elapsed(), reply.error.as_ref());
+                }
+                if route.kind == RouteKind::Request {
+                    self.reply(msg, reply).await;
+                }
+                None
+            }
+            Settlement::Retry { delay, .. } => Some(delay),
+            Settlement::DeadLetter(dead) => {
+                let out = headers::dead_letter(
+                    &dead,
+                    msg.subject.as_str(),
+                    msg.headers.as_ref(),
+                    msg.payload.clone(),
+                );
+                if let Err(e) = self
+                    .client
+                    .publish_with_headers(out.topic.clone(), headers::to_nats(&out), out.body)
+                    .await
+                {
+                    tracing::error!(
+                        dead_letter_topic = %dead.topic,
+                        "nats: cannot publish dead letter: {e}"
+                    );
+                }
+                None
+            }
+        }
     }
 
     async fn reply(&self, msg: &async_nats::Message, reply: Reply) {

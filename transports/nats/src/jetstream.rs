@@ -11,8 +11,11 @@
 //! - **Consumer**: a durable pull consumer named `<group>-<topic>` (or the given name) for
 //!   competing routes — instances share it and restarts resume where they stopped; an ephemeral
 //!   one (removed by the server after 5 minutes without the instance) for broadcast routes. Ack
-//!   policy explicit, deliver policy "new" when the consumer is created, `max_ack_pending` equal to
-//!   the route's concurrency (the server never has more than that many messages out to the route).
+//!   policy explicit, deliver policy "new" when the consumer is created, `max_ack_pending` twice
+//!   the route's concurrency: one slot per handler and one per message waiting out a retry backoff
+//!   (a NAKed message stays pending at the server, so with only the handlers' slots a single retry
+//!   would pause a route of concurrency 1 for the whole backoff; a storm of failures still pauses
+//!   the route, which is the backpressure wanted then). The client pulls in batches of that size.
 //! - **Outcomes**: success → `+ACK`; retryable failure → `-NAK` with the backoff delay; while a
 //!   handler runs, `+WPI` every half `ack_wait`; exhausted, rejected or undecodable → a dead-letter
 //!   publish with the kumi headers, then `+TERM`. The delivery attempt is the server's `delivered`
@@ -26,9 +29,9 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
 use kumi_core::bus::{Delivery, Settlement, Subscription};
-use kumi_core::dispatch::Dispatcher;
+use kumi_core::dispatch::{Dispatcher, RouteService};
 use kumi_core::{Error, ErrorKind, Message, Outgoing, Result};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::bus::Inner;
 use crate::headers;
@@ -192,6 +195,9 @@ async fn resolve_stream(
     }
 }
 
+/// Most messages one pull asks for (a consumer bound with a huge or unlimited `max_ack_pending`).
+const MAX_PULL_BATCH: usize = 1024;
+
 /// Prefix of the streams kumi provisions.
 const KUMI_STREAM_PREFIX: &str = "KUMI_";
 
@@ -221,7 +227,8 @@ pub(crate) async fn subscribe(
 ) -> Result<String> {
     let js = jetstream::new(inner.client.clone());
     let stream = resolve_stream(&js, &sub, &opts).await?;
-    let max_ack_pending = i64::try_from(sub.concurrency).unwrap_or(i64::MAX);
+    let pending_limit = sub.concurrency.saturating_mul(2);
+    let max_ack_pending = i64::try_from(pending_limit).unwrap_or(i64::MAX);
     let mut config = pull::Config {
         filter_subject: sub.topic.clone(),
         ack_policy: AckPolicy::Explicit,
@@ -266,13 +273,15 @@ pub(crate) async fn subscribe(
         };
     let existing = consumer.cached_info().config.max_ack_pending;
     if existing != max_ack_pending {
-        // An existing durable keeps its settings: more unacked messages than handlers means
-        // messages wait for a handler without progress acks and may be redelivered meanwhile.
+        // An existing durable keeps its settings. Far more unacked messages than handlers means
+        // messages wait for a handler without progress acks and may be redelivered meanwhile;
+        // fewer means retries waiting out their backoff hold up new messages.
         tracing::warn!(
             topic = %sub.topic,
             max_ack_pending = existing,
+            expected = max_ack_pending,
             concurrency = sub.concurrency,
-            "nats: the JetStream consumer's max_ack_pending differs from the route's concurrency; \
+            "nats: the JetStream consumer's max_ack_pending is not twice the route's concurrency; \
              update the consumer (or the route) so they agree"
         );
     }
@@ -286,12 +295,23 @@ pub(crate) async fn subscribe(
             .unwrap_or_else(|| "(ephemeral)".to_owned()),
         stream.cached_info().config.name
     );
-    let messages = consumer.messages().await.map_err(|e| {
-        js_error(
-            format!("cannot consume JetStream messages for '{}'", sub.topic),
-            e,
-        )
-    })?;
+    // Pull as many as the server lets out (an existing consumer may differ from the default).
+    let batch = usize::try_from(existing)
+        .ok()
+        .filter(|n| *n > 0)
+        .unwrap_or(pending_limit)
+        .min(MAX_PULL_BATCH);
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .messages()
+        .await
+        .map_err(|e| {
+            js_error(
+                format!("cannot consume JetStream messages for '{}'", sub.topic),
+                e,
+            )
+        })?;
     let inner2 = Arc::clone(inner);
     inner
         .tracker
@@ -299,45 +319,87 @@ pub(crate) async fn subscribe(
     Ok(listens)
 }
 
-async fn consume(
-    inner: Arc<Inner>,
-    mut messages: pull::Stream,
-    sub: Subscription,
-    ack_wait: Duration,
-) {
-    let permits = Arc::new(Semaphore::new(sub.concurrency));
-    loop {
-        let next = tokio::select! {
-            m = messages.next() => m,
-            () = inner.cancel.cancelled() => break,
-        };
-        let msg = match next {
-            Some(Ok(msg)) => msg,
-            Some(Err(e)) => {
-                tracing::warn!(topic = %sub.topic, "nats: JetStream consumer: {e}");
-                continue;
-            }
-            None => break,
-        };
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            break;
-        };
-        inner.in_flight.fetch_add(1, Ordering::AcqRel);
-        let inner2 = Arc::clone(&inner);
-        let dispatcher = Arc::clone(&sub.dispatcher);
+/// Reads the pull consumer and runs the route's handlers, each worker with its own clone of the
+/// route's service stack: in the reading task itself for a route of concurrency 1, else in
+/// `concurrency` workers fed through a bounded queue. The server never has more than
+/// `max_ack_pending` (twice the concurrency) messages out to the route, so nothing waits long in
+/// the queue. On stop, reading ends; what was already read is handled and settled.
+async fn consume(inner: Arc<Inner>, messages: pull::Stream, sub: Subscription, ack_wait: Duration) {
+    let dispatcher = Arc::clone(&sub.dispatcher);
+    let mut reader = Reader {
+        messages,
+        stop: Box::pin(inner.cancel.clone().cancelled_owned()),
+        topic: sub.topic.clone(),
+    };
+    if sub.concurrency <= 1 {
+        let mut service = dispatcher.service();
+        while let Some(msg) = reader.next(&inner).await {
+            handle(&inner, &dispatcher, &mut service, msg, ack_wait).await;
+        }
+        return;
+    }
+    let (tx, rx) = async_channel::bounded::<jetstream::Message>(sub.concurrency);
+    for _ in 0..sub.concurrency {
+        let worker_inner = Arc::clone(&inner);
+        let dispatcher = Arc::clone(&dispatcher);
+        let rx = rx.clone();
         inner.tracker.spawn(async move {
-            handle(&inner2, &dispatcher, msg, permit, ack_wait).await;
-            inner2.in_flight.fetch_sub(1, Ordering::AcqRel);
-            inner2.settled.fetch_add(1, Ordering::Relaxed);
+            let mut service = dispatcher.service();
+            while let Ok(msg) = rx.recv().await {
+                handle(&worker_inner, &dispatcher, &mut service, msg, ack_wait).await;
+            }
         });
     }
+    drop(rx);
+    while let Some(msg) = reader.next(&inner).await {
+        if tx.send(msg).await.is_err() {
+            // The workers are gone: the server redelivers the message after ack_wait.
+            settle(&inner);
+            break;
+        }
+    }
+}
+
+/// A pull consumer's messages until the bus stops.
+struct Reader {
+    messages: pull::Stream,
+    /// Kept across reads: a stop future made per message would cost a registration each time.
+    stop: std::pin::Pin<Box<WaitForCancellationFutureOwned>>,
+    topic: String,
+}
+
+impl Reader {
+    /// The next message (counted in flight), or `None` once the bus stops or the consumer ends.
+    async fn next(&mut self, inner: &Inner) -> Option<jetstream::Message> {
+        loop {
+            let next = tokio::select! {
+                m = self.messages.next() => m,
+                () = &mut self.stop => return None,
+            };
+            match next {
+                Some(Ok(msg)) => {
+                    inner.in_flight.fetch_add(1, Ordering::AcqRel);
+                    return Some(msg);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(topic = %self.topic, "nats: JetStream consumer: {e}")
+                }
+                None => return None,
+            }
+        }
+    }
+}
+
+fn settle(inner: &Inner) {
+    inner.in_flight.fetch_sub(1, Ordering::AcqRel);
+    inner.settled.fetch_add(1, Ordering::Relaxed);
 }
 
 async fn handle(
     inner: &Inner,
     dispatcher: &Dispatcher,
+    service: &mut RouteService,
     msg: jetstream::Message,
-    _permit: OwnedSemaphorePermit,
     ack_wait: Duration,
 ) {
     let attempt = msg
@@ -348,10 +410,8 @@ async fn handle(
     let mut message = Message::new(msg.subject.as_str(), msg.payload.clone());
     headers::from_nats(msg.headers.as_ref(), &mut message);
     message.attempt = attempt.max(1);
-    let original_headers = message.headers.clone();
-    let message_id = message.message_id.clone();
 
-    let dispatch = dispatcher.dispatch(message);
+    let dispatch = dispatcher.dispatch_with(service, message);
     tokio::pin!(dispatch);
     // Most handlers finish on their first poll: only a handler that has to wait gets the progress
     // timer (a timer per message costs more than the handler itself on fast routes).
@@ -377,11 +437,12 @@ async fn handle(
         Settlement::Ack | Settlement::Reply(_) => acker.ack().await,
         Settlement::Retry { delay, .. } => acker.ack_with(AckKind::Nak(Some(delay))).await,
         Settlement::DeadLetter(dead) => {
-            let mut out = Outgoing::new(dead.topic.clone(), msg.payload.clone());
-            out.headers = dead.headers(&original_headers);
-            if let Some(id) = message_id {
-                out.message_id = id;
-            }
+            let out = headers::dead_letter(
+                &dead,
+                msg.subject.as_str(),
+                msg.headers.as_ref(),
+                msg.payload.clone(),
+            );
             match publish_dead_letter(inner, &out).await {
                 Ok(()) => acker.ack_with(AckKind::Term).await,
                 Err(e) => {
@@ -397,6 +458,7 @@ async fn handle(
     if let Err(e) = result {
         tracing::warn!(subject = %msg.subject, "nats: cannot settle JetStream message (it will be redelivered): {e}");
     }
+    settle(inner);
 }
 
 /// Publishes a dead letter so that the original may be terminated: into the JetStream stream that
