@@ -125,7 +125,7 @@ pub struct Topic(pub String);
 
 impl<S> FromMessage<S> for Topic {
     fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
-        Ok(Topic(parts.message.topic.clone()))
+        Ok(Topic(parts.message.topic.to_string()))
     }
 }
 

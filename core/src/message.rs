@@ -4,6 +4,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -203,8 +204,9 @@ impl fmt::Debug for Producer {
 /// two are the same bytes). Cheap to clone parts of: both are [`Bytes`].
 #[derive(Debug)]
 pub struct Message {
-    /// The concrete topic (subject, routing key) the message arrived on, without prefixes.
-    pub topic: String,
+    /// The concrete topic (subject, routing key) the message arrived on, without prefixes. Shared:
+    /// transports reuse one allocation for the messages of a topic.
+    pub topic: Arc<str>,
     /// Bytes on the wire.
     pub body: Bytes,
     /// The payload inside the envelope. Set by the route before the handler runs.
@@ -227,7 +229,7 @@ pub struct Message {
 
 impl Message {
     /// A first delivery of `body` on `topic`, with nothing else known yet.
-    pub fn new(topic: impl Into<String>, body: impl Into<Bytes>) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, body: impl Into<Bytes>) -> Self {
         let body = body.into();
         Self {
             topic: topic.into(),

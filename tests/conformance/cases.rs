@@ -1,4 +1,5 @@
-//! The conformance cases. Numbering follows CONFORMANCE.md; c21 (wildcards) is kumi's own.
+//! The conformance cases. Numbering follows CONFORMANCE.md; c21 (wildcards) and c22 (a retry
+//! waiting out its backoff at concurrency 1) are kumi's own.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

@@ -228,7 +228,7 @@ impl kumi::FromMessage<Probe> for Meta {
     fn from_message(parts: &kumi::MessageParts<'_, Probe>) -> Result<Self, kumi::Rejection> {
         let m = parts.message;
         Ok(Meta {
-            topic: m.topic.clone(),
+            topic: m.topic.to_string(),
             payload: m.payload.clone(),
             body: m.body.clone(),
             headers: m.headers.clone(),

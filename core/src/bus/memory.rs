@@ -37,7 +37,7 @@ const DEFAULT_CAPACITY: usize = 1024;
 
 /// A message sitting in a queue.
 struct Item {
-    topic: String,
+    topic: Arc<str>,
     body: Bytes,
     headers: Headers,
     message_id: String,
@@ -49,7 +49,7 @@ struct Item {
 
 impl Item {
     fn message(&self) -> Message {
-        let mut m = Message::new(self.topic.clone(), self.body.clone());
+        let mut m = Message::new(Arc::clone(&self.topic), self.body.clone());
         m.headers = self.headers.clone();
         m.message_id = Some(self.message_id.clone());
         m.correlation_id.clone_from(&self.correlation_id);
@@ -276,7 +276,7 @@ impl MemoryBus {
             Settlement::DeadLetter(dead) => {
                 let headers = dead.headers(&item.headers);
                 let letter = Item {
-                    topic: dead.topic.clone(),
+                    topic: dead.topic.as_str().into(),
                     body: item.body,
                     headers,
                     message_id: item.message_id,
@@ -370,7 +370,7 @@ impl Bus for MemoryBus {
         self.check_open(&message.topic)?;
         validate_topic(&message.topic)?;
         let item = Item {
-            topic: message.topic,
+            topic: message.topic.into(),
             body: message.body,
             headers: message.headers,
             message_id: message.message_id,
@@ -400,7 +400,7 @@ impl Bus for MemoryBus {
             })?;
         let (tx, rx) = oneshot::channel();
         let item = Item {
-            topic: message.topic,
+            topic: message.topic.into(),
             body: message.body,
             headers: message.headers,
             message_id: message.message_id,

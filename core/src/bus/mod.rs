@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use connect::{redact, BusConnector, Connectors};
-pub use topic::{validate_pattern, validate_topic};
+pub use topic::{validate_pattern, validate_topic, TopicCache};
 
 use crate::dispatch::Dispatcher;
 use crate::error::Result;

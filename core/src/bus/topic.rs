@@ -3,7 +3,26 @@
 //! Wildcards in subscription patterns: `*` matches exactly one token; `>` (NATS) matches one or more
 //! trailing tokens; `#` (AMQP) matches zero or more tokens, anywhere.
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
+
+/// The topic of the last message a consumer received, so that consecutive messages on one topic
+/// share one allocation for [`Message::topic`](crate::Message::topic) (the usual case: a route
+/// without wildcards only ever sees its own topic).
+#[derive(Debug, Default, Clone)]
+pub struct TopicCache(Option<Arc<str>>);
+
+impl TopicCache {
+    /// `topic` as a shared string: the remembered one when it is the same, else a new one, which
+    /// is then remembered.
+    pub fn get(&mut self, topic: &str) -> Arc<str> {
+        match &self.0 {
+            Some(last) if **last == *topic => Arc::clone(last),
+            _ => Arc::clone(self.0.insert(Arc::from(topic))),
+        }
+    }
+}
 
 /// Checks a concrete topic (what is published to): non-empty tokens, no wildcards, no whitespace.
 pub fn validate_topic(topic: &str) -> Result<()> {
@@ -80,6 +99,18 @@ fn match_tokens(p: &[&str], t: &[&str]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_cache_shares_repeated_topics() {
+        let mut cache = TopicCache::default();
+        let a = cache.get("orders.created");
+        let b = cache.get("orders.created");
+        assert!(Arc::ptr_eq(&a, &b), "same topic, same allocation");
+        let c = cache.get("orders.paid");
+        assert_eq!(&*c, "orders.paid");
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert!(Arc::ptr_eq(&c, &cache.get("orders.paid")));
+    }
 
     #[test]
     fn wildcard_matching() {

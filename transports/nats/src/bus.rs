@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use kumi_core::bus::{
     validate_pattern, validate_topic, Bus, Capabilities, Delivery, DrainReport, Reply, RouteKind,
-    Settlement, Subscription,
+    Settlement, Subscription, TopicCache,
 };
 use kumi_core::dispatch::{Dispatcher, RouteService};
 use kumi_core::{Error, ErrorKind, Health, Message, Outgoing, Result};
@@ -40,6 +40,8 @@ use crate::url::NatsUrl;
 /// One delivery of a core NATS message to a route's workers.
 struct Pending {
     msg: async_nats::Message,
+    /// The subject, shared with the route's earlier messages on it.
+    topic: Arc<str>,
     attempt: u32,
 }
 
@@ -281,6 +283,7 @@ struct Reader {
     stop: Pin<Box<WaitForCancellationFutureOwned>>,
     draining: bool,
     topic: String,
+    topics: TopicCache,
 }
 
 impl Reader {
@@ -290,7 +293,20 @@ impl Reader {
             stop: Box::pin(cancel.clone().cancelled_owned()),
             draining: false,
             topic: topic.to_owned(),
+            topics: TopicCache::default(),
         }
+    }
+
+    /// The next message as a first delivery (counted in flight by `inner`).
+    async fn next_delivery(&mut self, inner: &Inner) -> Option<Pending> {
+        let msg = self.next().await?;
+        inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        let topic = self.topics.get(msg.subject.as_str());
+        Some(Pending {
+            msg,
+            topic,
+            attempt: 1,
+        })
     }
 
     async fn next(&mut self) -> Option<async_nats::Message> {
@@ -358,11 +374,8 @@ impl Inner {
                 tokio::select! {
                     biased;
                     Some(retry) = retries.recv() => retry,
-                    m = reader.next() => match m {
-                        Some(msg) => {
-                            self.in_flight.fetch_add(1, Ordering::AcqRel);
-                            Pending { msg, attempt: 1 }
-                        }
+                    m = reader.next_delivery(&self) => match m {
+                        Some(delivery) => delivery,
                         // The subscription is done: only waiting retries are left.
                         None => {
                             retry_tx = None;
@@ -422,9 +435,8 @@ impl Inner {
             });
         }
         drop(rx);
-        while let Some(msg) = reader.next().await {
-            self.in_flight.fetch_add(1, Ordering::AcqRel);
-            if tx.send(Pending { msg, attempt: 1 }).await.is_err() {
+        while let Some(delivery) = reader.next_delivery(&self).await {
+            if tx.send(delivery).await.is_err() {
                 self.settle();
                 break;
             }
@@ -473,7 +485,7 @@ impl Inner {
         delivery: &Pending,
     ) -> Option<Duration> {
         let msg = &delivery.msg;
-        let mut message = Message::new(msg.subject.as_str(), msg.payload.clone());
+        let mut message = Message::new(Arc::clone(&delivery.topic), msg.payload.clone());
         headers::from_nats(msg.headers.as_ref(), &mut message);
         message.attempt = delivery.attempt;
         // Timed for the ADR-32 STATS of endpoints only.

@@ -28,7 +28,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
-use kumi_core::bus::{Delivery, Settlement, Subscription};
+use kumi_core::bus::{Delivery, Settlement, Subscription, TopicCache};
 use kumi_core::dispatch::{Dispatcher, RouteService};
 use kumi_core::{Error, ErrorKind, Message, Outgoing, Result};
 use tokio_util::sync::WaitForCancellationFutureOwned;
@@ -330,6 +330,7 @@ async fn consume(inner: Arc<Inner>, messages: pull::Stream, sub: Subscription, a
         messages,
         stop: Box::pin(inner.cancel.clone().cancelled_owned()),
         topic: sub.topic.clone(),
+        topics: TopicCache::default(),
     };
     if sub.concurrency <= 1 {
         let mut service = dispatcher.service();
@@ -338,7 +339,7 @@ async fn consume(inner: Arc<Inner>, messages: pull::Stream, sub: Subscription, a
         }
         return;
     }
-    let (tx, rx) = async_channel::bounded::<jetstream::Message>(sub.concurrency);
+    let (tx, rx) = async_channel::bounded::<(jetstream::Message, Arc<str>)>(sub.concurrency);
     for _ in 0..sub.concurrency {
         let worker_inner = Arc::clone(&inner);
         let dispatcher = Arc::clone(&dispatcher);
@@ -366,11 +367,12 @@ struct Reader {
     /// Kept across reads: a stop future made per message would cost a registration each time.
     stop: std::pin::Pin<Box<WaitForCancellationFutureOwned>>,
     topic: String,
+    topics: TopicCache,
 }
 
 impl Reader {
     /// The next message (counted in flight), or `None` once the bus stops or the consumer ends.
-    async fn next(&mut self, inner: &Inner) -> Option<jetstream::Message> {
+    async fn next(&mut self, inner: &Inner) -> Option<(jetstream::Message, Arc<str>)> {
         loop {
             let next = tokio::select! {
                 m = self.messages.next() => m,
@@ -379,7 +381,8 @@ impl Reader {
             match next {
                 Some(Ok(msg)) => {
                     inner.in_flight.fetch_add(1, Ordering::AcqRel);
-                    return Some(msg);
+                    let topic = self.topics.get(msg.subject.as_str());
+                    return Some((msg, topic));
                 }
                 Some(Err(e)) => {
                     tracing::warn!(topic = %self.topic, "nats: JetStream consumer: {e}")
@@ -399,7 +402,7 @@ async fn handle(
     inner: &Inner,
     dispatcher: &Dispatcher,
     service: &mut RouteService,
-    msg: jetstream::Message,
+    (msg, topic): (jetstream::Message, Arc<str>),
     ack_wait: Duration,
 ) {
     let attempt = msg
@@ -407,7 +410,7 @@ async fn handle(
         .map(|i| u32::try_from(i.delivered).unwrap_or(u32::MAX))
         .unwrap_or(1);
     let (msg, acker) = msg.split();
-    let mut message = Message::new(msg.subject.as_str(), msg.payload.clone());
+    let mut message = Message::new(topic, msg.payload.clone());
     headers::from_nats(msg.headers.as_ref(), &mut message);
     message.attempt = attempt.max(1);
 
