@@ -362,3 +362,46 @@ async fn stop_answers_a_request_sent_just_before() {
         300
     );
 }
+
+/// A service whose endpoint's stats handler panics.
+struct Flaky;
+
+impl Flaky {
+    async fn get(self: Arc<Self>, Data(v): Data<Value>) -> Result<Value, HandlerError> {
+        Ok(v)
+    }
+}
+
+impl Service for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+    fn routes(&self, router: &mut Router<Self>) {
+        router
+            .request("flaky.get", Self::get)
+            .name("get")
+            .option(Endpoint::new().stats(|| -> Value { panic!("stats backend unavailable") }));
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_stats_handler_leaves_discovery_answering() {
+    let server = nats_server::NatsServer::start();
+    let (nats, bus) = nats_bus(&server).await;
+    let app = App::new()
+        .bus(Arc::clone(&bus))
+        .service(Flaky)
+        .start()
+        .await
+        .unwrap();
+    let client = nats.client();
+    for _ in 0..2 {
+        let stats = collect(client, "$SRV.STATS.flaky").await;
+        assert_eq!(stats.len(), 1, "{stats:?}");
+        assert_eq!(stats[0]["endpoints"][0]["name"], "get");
+        assert_eq!(stats[0]["endpoints"][0]["data"], Value::Null);
+    }
+    let ping = collect(client, "$SRV.PING.flaky").await;
+    assert_eq!(ping.len(), 1, "discovery still answers after the panics");
+    app.shutdown(Duration::from_secs(5)).await.unwrap();
+}

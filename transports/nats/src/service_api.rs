@@ -184,7 +184,13 @@ impl EndpointState {
         );
         m.insert(
             "data".into(),
-            self.stats.as_ref().map_or(Value::Null, |f| f()),
+            self.stats.as_ref().map_or(Value::Null, |f| {
+                // A user's stats handler that panics must not take discovery down with it.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f())).unwrap_or_else(|_| {
+                    tracing::error!(endpoint = %self.name, "nats: the endpoint's stats handler panicked; STATS reports no data for it");
+                    Value::Null
+                })
+            }),
         );
         Value::Object(m)
     }
@@ -396,12 +402,29 @@ impl Registry {
     }
 }
 
+/// Answers discovery requests until the bus stops; then drains the subscriptions, answering what
+/// had already arrived, like the endpoints do.
 async fn respond(inner: Arc<Inner>, state: Arc<ServiceState>, subs: Vec<async_nats::Subscriber>) {
     let mut all = futures_util::stream::select_all(subs);
+    let stop = inner.cancel.clone().cancelled_owned();
+    tokio::pin!(stop);
+    let mut draining = false;
     loop {
-        let msg = tokio::select! {
-            m = all.next() => m,
-            () = inner.cancel.cancelled() => break,
+        let msg = if draining {
+            all.next().await
+        } else {
+            tokio::select! {
+                m = all.next() => m,
+                () = &mut stop => {
+                    for sub in all.iter_mut() {
+                        if let Err(e) = sub.drain().await {
+                            tracing::warn!(service = %state.identity.name, "nats: cannot drain a discovery subscription: {e}");
+                        }
+                    }
+                    draining = true;
+                    continue;
+                }
+            }
         };
         let Some(msg) = msg else { break };
         let Some(reply) = msg.reply else { continue };
@@ -417,10 +440,6 @@ async fn respond(inner: Arc<Inner>, state: Arc<ServiceState>, subs: Vec<async_na
             }
             Err(e) => tracing::warn!("nats: cannot encode {verb} response: {e}"),
         }
-    }
-    // Drain: stop receiving discovery requests.
-    for mut s in all.into_iter() {
-        let _ = s.unsubscribe().await;
     }
 }
 
