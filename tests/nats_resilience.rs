@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kumi::bus::SharedBus;
-use kumi::nats::{JetStream, NatsBus};
+use kumi::nats::{CoreNats, JetStream, NatsBus};
 use kumi::prelude::*;
 use kumi::App;
 use serde_json::json;
@@ -21,6 +21,8 @@ struct Sink {
     tx: mpsc::UnboundedSender<u64>,
     durable: bool,
     work_ms: u64,
+    /// Opt the route out of JetStream (on a `?jetstream=true` bus).
+    core: bool,
 }
 
 impl Sink {
@@ -40,6 +42,8 @@ impl Service for Sink {
             .concurrency(2);
         if self.durable {
             let _ = route.option(JetStream::durable().ack_wait(Duration::from_secs(2)));
+        } else if self.core {
+            let _ = route.option(CoreNats);
         }
     }
 }
@@ -81,6 +85,7 @@ async fn core_subscription_resumes_after_server_restart() {
             tx,
             durable: false,
             work_ms: 0,
+            core: false,
         })
         .start()
         .await
@@ -133,6 +138,7 @@ async fn jetstream_durable_loses_nothing_across_server_restart() {
             tx,
             durable: true,
             work_ms: 50,
+            core: false,
         })
         .start()
         .await
@@ -151,6 +157,47 @@ async fn jetstream_durable_loses_nothing_across_server_restart() {
     wait_connected(&nats).await;
     let got = receive(&mut rx, &(0..20).collect()).await;
     assert_eq!(got, (0..20).collect::<BTreeSet<u64>>());
+    app.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn jetstream_mode_publishes_on_core_nats_where_no_stream_captures() {
+    let server = nats_server::NatsServer::start();
+    let nats = NatsBus::connect(&format!("{}?jetstream=true", server.url()))
+        .await
+        .unwrap();
+    let bus: SharedBus = Arc::new(nats.clone());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = App::new()
+        .bus(Arc::clone(&bus))
+        .service(Sink {
+            tx,
+            durable: false,
+            work_ms: 0,
+            core: true,
+        })
+        .start()
+        .await
+        .unwrap();
+    let client = app.client();
+    // No stream captures the subject, but a core subscriber listens: a JetStream publish would
+    // reach it and then wait for an ack no stream sends.
+    let started = Instant::now();
+    for n in 0..5 {
+        client
+            .publish("resilience.events", &json!({"n": n}))
+            .await
+            .unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "publishes returned without waiting for a stream ack ({:?})",
+        started.elapsed()
+    );
+    let got = receive(&mut rx, &(0..5).collect()).await;
+    assert_eq!(got, (0..5).collect::<BTreeSet<u64>>());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(rx.try_recv().is_err(), "each message delivered once");
     app.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
@@ -256,6 +303,7 @@ async fn lame_duck_mode_asks_the_process_to_drain() {
             tx,
             durable: false,
             work_ms: 0,
+            core: false,
         })
         .start()
         .await

@@ -55,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) draining: AtomicBool,
     pub(crate) closed: AtomicBool,
     pub(crate) registry: Registry,
+    /// Subjects' streams, for confirmed publishes in JetStream mode and JetStream dead letters.
+    pub(crate) streams: StreamLookups,
     /// The process health, once an app attached it (read by the connection event callback).
     health: Arc<OnceLock<Health>>,
 }
@@ -180,6 +182,7 @@ impl NatsBus {
                 draining: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 registry: Registry::default(),
+                streams: StreamLookups::default(),
                 health,
             }),
         })
@@ -241,7 +244,8 @@ fn nats_subject(pattern: &str) -> Result<String> {
 
 impl NatsBus {
     /// JetStream mode: publish and wait for the stream's ack, so a returned `Ok` means stored. A
-    /// subject no stream captures is published on core NATS instead.
+    /// subject no stream captures is published on core NATS instead (a JetStream publish there
+    /// would reach the subject's core subscribers and then wait in vain for an ack).
     async fn publish_confirmed(&self, message: Outgoing, map: async_nats::HeaderMap) -> Result<()> {
         let inner = &self.inner;
         let fail = |e: kumi_core::BoxError| {
@@ -255,22 +259,102 @@ impl NatsBus {
             .with_source(e)
         };
         let js = async_nats::jetstream::new(inner.client.clone());
-        let ack = js
-            .publish_with_headers(message.topic.clone(), map.clone(), message.body.clone())
-            .await
-            .map_err(|e| fail(Box::new(e)))?;
-        match ack.await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.kind() == async_nats::jetstream::context::PublishErrorKind::StreamNotFound =>
-            {
-                inner
-                    .client
-                    .publish_with_headers(message.topic.clone(), map, message.body.clone())
-                    .await
-                    .map_err(|e| fail(Box::new(e)))
+        if inner.streams.captures(&js, &message.topic).await {
+            let ack = js
+                .publish_with_headers(message.topic.clone(), map.clone(), message.body.clone())
+                .await
+                .map_err(|e| fail(Box::new(e)))?;
+            match ack.await {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if e.kind()
+                        == async_nats::jetstream::context::PublishErrorKind::StreamNotFound =>
+                {
+                    // The stream is gone: publish on core NATS, and look again next time.
+                    inner.streams.forget(&message.topic);
+                }
+                Err(e) => return Err(fail(Box::new(e))),
             }
-            Err(e) => Err(fail(Box::new(e))),
+        }
+        inner
+            .client
+            .publish_with_headers(message.topic.clone(), map, message.body.clone())
+            .await
+            .map_err(|e| fail(Box::new(e)))
+    }
+}
+
+/// Which subjects a JetStream stream captures, as looked up for confirmed publishes. A subject
+/// found captured stays so until a publish finds its stream gone; a subject found uncaptured is
+/// looked up again after [`StreamLookups::RECHECK`] (a stream created meanwhile still stores what
+/// is published on core NATS; only the confirmation waits).
+#[derive(Default)]
+pub(crate) struct StreamLookups(std::sync::Mutex<std::collections::HashMap<String, Lookup>>);
+
+#[derive(Clone, Copy)]
+struct Lookup {
+    captured: bool,
+    at: Instant,
+}
+
+impl StreamLookups {
+    const RECHECK: Duration = Duration::from_secs(10);
+    /// Most remembered subjects (the map is cleared when full).
+    const LIMIT: usize = 10_000;
+
+    fn cached(&self, subject: &str) -> Option<bool> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let hit = map.get(subject)?;
+        (hit.captured || hit.at.elapsed() < Self::RECHECK).then_some(hit.captured)
+    }
+
+    fn remember(&self, subject: &str, captured: bool) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= Self::LIMIT {
+            map.clear();
+        }
+        map.insert(
+            subject.to_owned(),
+            Lookup {
+                captured,
+                at: Instant::now(),
+            },
+        );
+    }
+
+    fn forget(&self, subject: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(subject);
+    }
+
+    /// Whether a stream captures `subject`. When the lookup itself fails (a timeout, JetStream
+    /// unavailable), the answer is "yes", uncached: the publish then asks the stream directly.
+    pub(crate) async fn captures(
+        &self,
+        js: &async_nats::jetstream::Context,
+        subject: &str,
+    ) -> bool {
+        if let Some(captured) = self.cached(subject) {
+            return captured;
+        }
+        match js.stream_by_subject(subject).await {
+            Ok(_) => {
+                self.remember(subject, true);
+                true
+            }
+            Err(e)
+                if e.kind()
+                    == async_nats::jetstream::context::GetStreamByNameErrorKind::NotFound =>
+            {
+                self.remember(subject, false);
+                false
+            }
+            Err(e) => {
+                tracing::debug!(subject, "nats: cannot look up the stream of a subject: {e}");
+                true
+            }
         }
     }
 }

@@ -472,7 +472,7 @@ async fn publish_dead_letter(
     out: &Outgoing,
 ) -> std::result::Result<(), kumi_core::BoxError> {
     let js = jetstream::new(inner.client.clone());
-    if js.stream_by_subject(out.topic.clone()).await.is_ok() {
+    if inner.streams.captures(&js, &out.topic).await {
         js.publish_with_headers(out.topic.clone(), headers::to_nats(out), out.body.clone())
             .await?
             .await?;
