@@ -164,7 +164,10 @@ impl App {
         self
     }
 
-    /// Uses an already-connected bus (shared with other apps, e.g. in tests).
+    /// Uses an already-connected bus (one the caller keeps a handle to, e.g. in tests). The app
+    /// owns its lifecycle from then on: [`RunningApp::shutdown`] drains and shuts it down, and so
+    /// does a failed [`App::start`] (a bus has no per-route unsubscribe, so the routes that
+    /// started before the failure can only be stopped that way).
     pub fn bus(mut self, bus: SharedBus) -> Self {
         self.bus = Some(bus);
         self

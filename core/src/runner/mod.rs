@@ -24,7 +24,7 @@ pub use config::{Config, LogFormat};
 pub use logging::init_logging;
 
 use crate::app::{App, RunningApp};
-use crate::bus::Connectors;
+use crate::bus::{Connectors, RouteKind};
 use crate::error::ErrorKind;
 use crate::service::Service;
 use crate::transport::SharedTransport;
@@ -176,14 +176,18 @@ impl Runner {
 fn banner(running: &RunningApp) {
     tracing::info!(bus = running.bus().url(), "kumi is running");
     for r in running.routes() {
+        // Requests are answered once (a failure is the reply): only events are retried.
+        let attempts = match r.kind {
+            RouteKind::Event => format!(", attempts {}", r.max_attempts),
+            RouteKind::Request => String::new(),
+        };
         tracing::info!(
-            "  {:<9} {:<28} -> {:<28} [{}, concurrency {}, attempts {}, {}] on {}",
+            "  {:<9} {:<28} -> {:<28} [{}, concurrency {}{attempts}, {}] on {}",
             r.kind.to_string(),
             r.topic,
             r.name,
             r.listens,
             r.concurrency,
-            r.max_attempts,
             r.envelope,
             running.bus().url()
         );
