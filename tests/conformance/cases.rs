@@ -237,7 +237,11 @@ pub async fn c05_dead_letter_after_attempts_others_flow(h: Harness) {
     let app = start(&bus, &[&watch, &probe]).await;
     let client = app.client();
     client
-        .publish(&topic, &json!({"n": 0, "fail": true}))
+        .publish_with(
+            &topic,
+            &json!({"n": 0, "fail": true}),
+            PublishOptions::new().correlation_id("corr-c05"),
+        )
         .await
         .expect("publish");
     for n in 1..=5u64 {
@@ -252,6 +256,11 @@ pub async fn c05_dead_letter_after_attempts_others_flow(h: Harness) {
     assert_eq!(d.headers.get(ORIGINAL_TOPIC), Some(topic.as_str()));
     assert_eq!(d.headers.get(ATTEMPTS), Some("3"));
     assert_eq!(d.headers.get(DEAD_LETTER_KIND), Some("exhausted"));
+    assert_eq!(
+        d.correlation_id.as_deref(),
+        Some("corr-c05"),
+        "the dead letter keeps the correlation id"
+    );
     assert!(
         d.headers
             .get(DEAD_LETTER_REASON)

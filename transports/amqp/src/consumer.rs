@@ -267,8 +267,6 @@ async fn handle(
     headers::to_message(&properties, &mut message);
     let attempt = headers::attempt(&properties);
     message.attempt = attempt;
-    let original_headers = message.headers.clone();
-    let message_id = message.message_id.clone();
     let settlement = dispatcher.dispatch_with(service, message).await;
     if let Settlement::Ack = settlement {
         return ack(channel, delivery_tag).await;
@@ -310,16 +308,11 @@ async fn handle(
             }
         }
         Settlement::DeadLetter(dead) => {
-            match crate::retry::dead_letter(
-                inner,
-                &link,
-                &dead,
-                &original_headers,
-                message_id,
-                &body,
-            )
-            .await
-            {
+            // The original's headers and ids, read again from the properties: only this path
+            // needs them, so the hot path keeps no copy.
+            let mut original = Message::new(topic_of(&inner.url, &rk), Bytes::new());
+            headers::to_message(&properties, &mut original);
+            match crate::retry::dead_letter(inner, &link, &dead, original, &body).await {
                 Ok(()) => ack(channel, delivery_tag).await,
                 Err(e) => {
                     tracing::error!("amqp: cannot publish a dead letter, requeueing: {e}");

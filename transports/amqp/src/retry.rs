@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use kumi_core::bus::DeadLetter;
-use kumi_core::{Error, ErrorKind, Headers, Outgoing, Result};
+use kumi_core::{Error, ErrorKind, Message, Outgoing, Result};
 use lapin::types::ShortString;
 use lapin::BasicProperties;
 
@@ -54,15 +54,15 @@ pub(crate) async fn dead_letter(
     inner: &Inner,
     link: &Link,
     dead: &DeadLetter,
-    original: &Headers,
-    message_id: Option<String>,
+    original: Message,
     body: &bytes::Bytes,
 ) -> Result<()> {
     let mut out = Outgoing::new(dead.topic.clone(), body.clone());
-    out.headers = dead.headers(original);
-    if let Some(id) = message_id {
+    out.headers = dead.headers(&original.headers);
+    if let Some(id) = original.message_id {
         out.message_id = id;
     }
+    out.correlation_id = original.correlation_id;
     let props = headers::properties(&out)?;
     inner
         .publish_confirmed(
