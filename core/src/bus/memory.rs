@@ -195,7 +195,24 @@ impl MemoryBus {
         delivered + usize::from(self.enqueue(&queues[last], item).await)
     }
 
+    /// Puts `item` on `queue`, waiting while the queue is full (backpressure). The waiting is
+    /// boxed apart: publish futures stay small on the usual path, where the queue has room.
     async fn enqueue(&self, queue: &Queue, item: Item) -> bool {
+        self.inner.pending.fetch_add(1, Ordering::AcqRel);
+        match queue.tx.try_send(item) {
+            Ok(()) => true,
+            Err(async_channel::TrySendError::Full(item)) => {
+                Box::pin(self.enqueue_when_room(queue, item)).await
+            }
+            Err(async_channel::TrySendError::Closed(_)) => {
+                self.settle_one();
+                false
+            }
+        }
+    }
+
+    /// The rest of [`MemoryBus::enqueue`] for a full queue (the pending count is already taken).
+    async fn enqueue_when_room(&self, queue: &Queue, item: Item) -> bool {
         /// Undoes the pending count unless the send completed (also when the send is cancelled,
         /// e.g. by a request timeout while the queue is full).
         struct Pending<'a>(&'a MemoryBus, bool);
@@ -206,7 +223,6 @@ impl MemoryBus {
                 }
             }
         }
-        self.inner.pending.fetch_add(1, Ordering::AcqRel);
         let mut guard = Pending(self, false);
         guard.1 = queue.tx.send(item).await.is_ok();
         guard.1
