@@ -98,29 +98,44 @@ impl Formatter for PythonFormatter {
 /// digits, positional when the decimal exponent is in `-4..16`, else scientific with a signed,
 /// at-least-two-digit exponent. No allocation: floats are on every envelope (the timestamp).
 fn python_float_repr(value: f64, out: &mut [u8; 40]) -> usize {
-    use std::io::Write as _;
-    // Rust's `{:e}` gives the shortest round-tripping digits: "-1.2345e-7", "1e16".
-    let mut sci = [0u8; 40];
-    let len = {
-        let mut cursor = std::io::Cursor::new(&mut sci[..]);
-        let _ = write!(cursor, "{value:e}");
-        usize::try_from(cursor.position()).unwrap_or(0)
-    };
-    let sci = &sci[..len];
-    let e_at = sci.iter().position(|&b| b == b'e').unwrap_or(len);
-    let exp: i32 = std::str::from_utf8(&sci[(e_at + 1).min(len)..])
+    // ryu gives the shortest round-tripping digits (in its own layout: "1.5e-7", "0.0001",
+    // "1e16", "100.0"); they are read back as significant digits and a decimal exponent.
+    let mut ryu_buf = ryu::Buffer::new();
+    let text = ryu_buf.format_finite(value).as_bytes();
+    let negative = text.first() == Some(&b'-');
+    let text = if negative { &text[1..] } else { text };
+    let e_at = text.iter().position(|&b| b == b'e').unwrap_or(text.len());
+    let e_part: i32 = std::str::from_utf8(&text[(e_at + 1).min(text.len())..])
         .ok()
         .and_then(|e| e.parse().ok())
         .unwrap_or(0);
-    let negative = sci.first() == Some(&b'-');
+    let mantissa = &text[..e_at];
+    let int_len = mantissa
+        .iter()
+        .position(|&b| b == b'.')
+        .unwrap_or(mantissa.len());
     let mut digits = [0u8; 20];
     let mut nd = 0;
-    for &b in &sci[..e_at] {
-        if b.is_ascii_digit() && nd < digits.len() {
+    let mut leading_zeros = 0i32;
+    for &b in mantissa.iter().filter(|b| b.is_ascii_digit()) {
+        if nd == 0 && b == b'0' {
+            leading_zeros += 1;
+        } else if nd < digits.len() {
             digits[nd] = b;
             nd += 1;
         }
     }
+    while nd > 1 && digits[nd - 1] == b'0' {
+        nd -= 1;
+    }
+    // The decimal exponent of the first significant digit (zero has none: "0.0").
+    let exp = if nd == 0 {
+        digits[0] = b'0';
+        nd = 1;
+        0
+    } else {
+        i32::try_from(int_len).unwrap_or(0) - 1 - leading_zeros + e_part
+    };
     let digits = &digits[..nd];
     let mut o = 0;
     let mut push = |bytes: &[u8], o: &mut usize| {
@@ -218,10 +233,50 @@ mod tests {
             (-1e-100, "-1e-100"),
             (1.7976931348623157e308, "1.7976931348623157e+308"),
             (5e-324, "5e-324"),
+            // Exactly 985937369324647.25: both .2 and .3 round-trip; Python picks the even one.
+            (985937369324647.2, "985937369324647.2"),
         ] {
             let mut buf = [0u8; 40];
             let n = python_float_repr(v, &mut buf);
             assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), s, "{v}");
+        }
+    }
+
+    #[test]
+    fn floats_round_trip_with_the_fewest_digits() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for i in 0..200_000 {
+            let v = match i % 3 {
+                0 => f64::from_bits(rng.u64(..)),
+                1 => rng.f64() * 10f64.powi(rng.i32(-30..30)),
+                _ => f64::from(rng.u32(..)) + f64::from(rng.u16(..)) / 1000.0,
+            };
+            if !v.is_finite() {
+                continue;
+            }
+            let mut buf = [0u8; 40];
+            let n = python_float_repr(v, &mut buf);
+            let text = std::str::from_utf8(&buf[..n]).unwrap();
+            assert_eq!(
+                text.parse::<f64>().unwrap().to_bits(),
+                v.to_bits(),
+                "{text}"
+            );
+            // As many significant digits as Rust's own shortest form.
+            let sci = format!("{:e}", v.abs());
+            let want = sci.split('e').next().unwrap().replace('.', "");
+            let mantissa = text.trim_start_matches('-').split('e').next().unwrap();
+            let got: String = mantissa
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+                .trim_start_matches('0')
+                .trim_end_matches('0')
+                .to_owned();
+            // (Ties between two shortest forms go to the even digit, as in Python, so only the
+            // length is compared: Rust rounds such ties up.)
+            let want = want.trim_end_matches('0');
+            assert_eq!(got.len(), want.len(), "{v:e} as {text}");
         }
     }
 }
