@@ -7,8 +7,9 @@
 //!   full, so a slow consumer pushes back on its producers instead of growing memory.
 //! - A route with concurrency K runs K worker tasks on its queue: never more than K handlers at once.
 //! - Failures are retried after the backoff delay without blocking the queue (the message re-enters
-//!   it); exhausted, rejected and undecodable messages are published to the dead-letter topic with
-//!   the `kumi-*` dead-letter headers.
+//!   it); at most one message per worker waits out a backoff at a time, so a storm of failures
+//!   pauses the workers rather than piling up retries. Exhausted, rejected and undecodable messages
+//!   are published to the dead-letter topic with the `kumi-*` dead-letter headers.
 //! - Request/reply with "no responders" detection and timeouts.
 //! - Shutdown drains: new publishes are still accepted while draining (so in-flight handlers can
 //!   finish their work) and the bus waits until nothing is queued, running or waiting for a retry,
@@ -65,6 +66,9 @@ struct Queue {
     kind: RouteKind,
     tx: async_channel::Sender<Item>,
     rx: async_channel::Receiver<Item>,
+    /// One per worker: a message waiting out its retry backoff holds one, so a storm of failures
+    /// pauses the queue's workers instead of piling up waiting retries.
+    retry_slots: Arc<tokio::sync::Semaphore>,
 }
 
 struct Inner {
@@ -236,6 +240,7 @@ impl MemoryBus {
     }
 
     fn spawn_workers(&self, queue: &Arc<Queue>, dispatcher: &Arc<Dispatcher>, n: usize) {
+        queue.retry_slots.add_permits(n);
         let mut handles = Vec::with_capacity(n);
         for _ in 0..n {
             let bus = self.clone();
@@ -274,11 +279,19 @@ impl MemoryBus {
                 self.settle_one();
             }
             Settlement::Retry { delay, .. } => {
-                // Re-enter the queue after the backoff; the message stays pending meanwhile.
+                // Re-enter the queue after the backoff; the message stays pending meanwhile. This
+                // worker waits while every retry slot is taken.
+                let slot = Arc::clone(&queue.retry_slots)
+                    .acquire_owned()
+                    .await
+                    .expect("the retry slots are never closed");
                 let queue = Arc::clone(queue);
                 let bus = self.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
+                    // Freed before the send: a full queue waits for the workers, and the workers
+                    // may be waiting for this slot.
+                    drop(slot);
                     item.attempt += 1;
                     if queue.tx.send(item).await.is_err() {
                         tracing::error!(
@@ -367,6 +380,7 @@ impl Bus for MemoryBus {
                         kind: sub.kind,
                         tx,
                         rx,
+                        retry_slots: Arc::new(tokio::sync::Semaphore::new(0)),
                     });
                     let mut next: Vec<Arc<Queue>> = guard.as_ref().clone();
                     next.push(Arc::clone(&q));

@@ -6,8 +6,9 @@
 //!   before it spawns a handler, so a slow route stops reading its subscription (the client
 //!   buffers, then reports a slow consumer) instead of spawning without bound.
 //! - Core NATS delivers at most once. kumi retries failed messages *in process* after the backoff
-//!   delay (the permit is released while waiting), and publishes exhausted or undecodable ones to
-//!   the dead-letter subject. A retry still waiting when the process stops is lost: use JetStream
+//!   delay (the worker moves on meanwhile; at most one message per unit of concurrency waits out a
+//!   backoff at a time, so a storm of failures pauses the route rather than piling up retries), and
+//!   publishes exhausted or undecodable ones to the dead-letter subject. A retry still waiting when the process stops is lost: use JetStream
 //!   routes for at-least-once delivery across restarts.
 //! - Requests use NATS request/reply: "no responders" (the server's 503 status) and "timed out" are
 //!   distinct errors; failed handlers reply with the ADR-32 error headers.
@@ -29,6 +30,7 @@ use kumi_core::bus::{
 };
 use kumi_core::dispatch::{Dispatcher, RouteService};
 use kumi_core::{Error, ErrorKind, Health, Message, Outgoing, Result};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
@@ -419,6 +421,9 @@ struct Route {
     dispatcher: Arc<Dispatcher>,
     kind: RouteKind,
     endpoint: Option<Arc<EndpointState>>,
+    /// One per handler: messages waiting out a retry backoff hold one each, so a storm of
+    /// failures pauses the route (backpressure) instead of piling up waiting retries.
+    retry_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Inner {
@@ -437,6 +442,7 @@ impl Inner {
             dispatcher: Arc::clone(&sub.dispatcher),
             kind: sub.kind,
             endpoint,
+            retry_slots: Arc::new(tokio::sync::Semaphore::new(sub.concurrency.max(1))),
         });
         let reader = Reader::new(nats_sub, &self.cancel, &sub.topic);
         if sub.concurrency <= 1 {
@@ -473,12 +479,13 @@ impl Inner {
                     None => break,
                 }
             };
-            self.deliver_until_settled(route, &mut service, delivery, |retry, delay| {
+            self.deliver_until_settled(route, &mut service, delivery, |retry, delay, slot| {
                 let Some(tx) = weak_retry.upgrade() else {
                     return Some(retry);
                 };
                 self.tracker.spawn(async move {
                     tokio::time::sleep(delay).await;
+                    drop(slot);
                     let _ = tx.send(retry);
                 });
                 None
@@ -504,16 +511,24 @@ impl Inner {
                 let mut service = route.dispatcher.service();
                 while let Ok(delivery) = rx.recv().await {
                     inner
-                        .deliver_until_settled(&route, &mut service, delivery, |retry, delay| {
-                            let Some(tx) = retry_tx.upgrade() else {
-                                return Some(retry);
-                            };
-                            inner.tracker.spawn(async move {
-                                tokio::time::sleep(delay).await;
-                                let _ = tx.send(retry).await;
-                            });
-                            None
-                        })
+                        .deliver_until_settled(
+                            &route,
+                            &mut service,
+                            delivery,
+                            |retry, delay, slot| {
+                                let Some(tx) = retry_tx.upgrade() else {
+                                    return Some(retry);
+                                };
+                                inner.tracker.spawn(async move {
+                                    tokio::time::sleep(delay).await;
+                                    // Freed before the send: a full queue waits for the workers, and
+                                    // the workers may be waiting for this slot.
+                                    drop(slot);
+                                    let _ = tx.send(retry).await;
+                                });
+                                None
+                            },
+                        )
                         .await;
                 }
             });
@@ -542,7 +557,7 @@ impl Inner {
         route: &Route,
         service: &mut RouteService,
         mut delivery: Pending,
-        requeue: impl Fn(Pending, Duration) -> Option<Pending>,
+        requeue: impl Fn(Pending, Duration, OwnedSemaphorePermit) -> Option<Pending>,
     ) {
         loop {
             let Some(delay) = self.deliver(route, service, &delivery).await else {
@@ -550,7 +565,12 @@ impl Inner {
                 return;
             };
             delivery.attempt += 1;
-            match requeue(delivery, delay) {
+            // Waits while every retry slot is taken: the route stops taking new messages.
+            let slot = Arc::clone(&route.retry_slots)
+                .acquire_owned()
+                .await
+                .expect("the retry slots are never closed");
+            match requeue(delivery, delay, slot) {
                 None => return,
                 Some(back) => {
                     tokio::time::sleep(delay).await;
