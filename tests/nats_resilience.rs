@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use kumi::bus::SharedBus;
 use kumi::nats::{CoreNats, JetStream, NatsBus};
 use kumi::prelude::*;
-use kumi::App;
+use kumi::{App, RunningApp};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -48,6 +48,31 @@ impl Service for Sink {
     }
 }
 
+/// Connects to `url` and starts the sink service on it; returns the bus, the app and what the
+/// sink receives.
+async fn start_sink(
+    url: &str,
+    durable: bool,
+    work_ms: u64,
+    core: bool,
+) -> (NatsBus, RunningApp, mpsc::UnboundedReceiver<u64>) {
+    let nats = NatsBus::connect(url).await.unwrap();
+    let bus: SharedBus = Arc::new(nats.clone());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = App::new()
+        .bus(bus)
+        .service(Sink {
+            tx,
+            durable,
+            work_ms,
+            core,
+        })
+        .start()
+        .await
+        .unwrap();
+    (nats, app, rx)
+}
+
 async fn wait_connected(bus: &NatsBus) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while bus.client().connection_state() != async_nats::connection::State::Connected {
@@ -76,20 +101,7 @@ async fn receive(rx: &mut mpsc::UnboundedReceiver<u64>, want: &BTreeSet<u64>) ->
 #[tokio::test]
 async fn core_subscription_resumes_after_server_restart() {
     let mut server = nats_server::NatsServer::start();
-    let nats = NatsBus::connect(&server.url()).await.unwrap();
-    let bus: SharedBus = Arc::new(nats.clone());
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let app = App::new()
-        .bus(Arc::clone(&bus))
-        .service(Sink {
-            tx,
-            durable: false,
-            work_ms: 0,
-            core: false,
-        })
-        .start()
-        .await
-        .unwrap();
+    let (nats, app, mut rx) = start_sink(&server.url(), false, 0, false).await;
     let client = app.client();
     for n in 0..5 {
         client
@@ -127,22 +139,8 @@ async fn core_subscription_resumes_after_server_restart() {
 #[tokio::test]
 async fn jetstream_durable_loses_nothing_across_server_restart() {
     let mut server = nats_server::NatsServer::start();
-    let nats = NatsBus::connect(&format!("{}?jetstream=true", server.url()))
-        .await
-        .unwrap();
-    let bus: SharedBus = Arc::new(nats.clone());
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let app = App::new()
-        .bus(Arc::clone(&bus))
-        .service(Sink {
-            tx,
-            durable: true,
-            work_ms: 50,
-            core: false,
-        })
-        .start()
-        .await
-        .unwrap();
+    let (nats, app, mut rx) =
+        start_sink(&format!("{}?jetstream=true", server.url()), true, 50, false).await;
     let client = app.client();
     for n in 0..20 {
         // Confirmed publishes: Ok means stored in the stream.
@@ -163,22 +161,8 @@ async fn jetstream_durable_loses_nothing_across_server_restart() {
 #[tokio::test]
 async fn jetstream_mode_publishes_on_core_nats_where_no_stream_captures() {
     let server = nats_server::NatsServer::start();
-    let nats = NatsBus::connect(&format!("{}?jetstream=true", server.url()))
-        .await
-        .unwrap();
-    let bus: SharedBus = Arc::new(nats.clone());
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let app = App::new()
-        .bus(Arc::clone(&bus))
-        .service(Sink {
-            tx,
-            durable: false,
-            work_ms: 0,
-            core: true,
-        })
-        .start()
-        .await
-        .unwrap();
+    let (_nats, app, mut rx) =
+        start_sink(&format!("{}?jetstream=true", server.url()), false, 0, true).await;
     let client = app.client();
     // No stream captures the subject, but a core subscriber listens: a JetStream publish would
     // reach it and then wait for an ack no stream sends.

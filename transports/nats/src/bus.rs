@@ -607,12 +607,7 @@ impl Inner {
             }
             Settlement::Retry { delay, .. } => Some(delay),
             Settlement::DeadLetter(dead) => {
-                let out = headers::dead_letter(
-                    &dead,
-                    msg.subject.as_str(),
-                    msg.headers.as_ref(),
-                    msg.payload.clone(),
-                );
+                let out = headers::dead_letter(&dead, msg);
                 if let Err(e) = self
                     .client
                     .publish_with_headers(out.topic.clone(), headers::to_nats(&out), out.body)

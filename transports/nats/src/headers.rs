@@ -94,15 +94,10 @@ pub(crate) fn from_nats(map: Option<&HeaderMap>, message: &mut Message) {
 /// The dead letter of a NATS message: its payload, its headers (rebuilt from the NATS ones: only
 /// this path needs them, so consumers do not keep a copy per message) with the dead-letter reason
 /// headers, and its message id.
-pub(crate) fn dead_letter(
-    dead: &DeadLetter,
-    subject: &str,
-    map: Option<&HeaderMap>,
-    payload: bytes::Bytes,
-) -> Outgoing {
-    let mut original = Message::new(subject, bytes::Bytes::new());
-    from_nats(map, &mut original);
-    let mut out = Outgoing::new(dead.topic.clone(), payload);
+pub(crate) fn dead_letter(dead: &DeadLetter, msg: &async_nats::Message) -> Outgoing {
+    let mut original = Message::new(msg.subject.as_str(), bytes::Bytes::new());
+    from_nats(msg.headers.as_ref(), &mut original);
+    let mut out = Outgoing::new(dead.topic.clone(), msg.payload.clone());
     out.headers = dead.headers(&original.headers);
     if let Some(id) = original.message_id {
         out.message_id = id;

@@ -440,12 +440,7 @@ async fn handle(
         Settlement::Ack | Settlement::Reply(_) => acker.ack().await,
         Settlement::Retry { delay, .. } => acker.ack_with(AckKind::Nak(Some(delay))).await,
         Settlement::DeadLetter(dead) => {
-            let out = headers::dead_letter(
-                &dead,
-                msg.subject.as_str(),
-                msg.headers.as_ref(),
-                msg.payload.clone(),
-            );
+            let out = headers::dead_letter(&dead, &msg);
             match publish_dead_letter(inner, &out).await {
                 Ok(()) => acker.ack_with(AckKind::Term).await,
                 Err(e) => {
