@@ -186,6 +186,46 @@ async fn jetstream_mode_publishes_on_core_nats_where_no_stream_captures() {
 }
 
 #[tokio::test]
+async fn an_existing_durable_gets_the_routes_max_ack_pending() {
+    use async_nats::jetstream::{
+        self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy,
+    };
+    let server = nats_server::NatsServer::start();
+    // A durable left by an earlier deployment that ran the route with concurrency 1.
+    let raw = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(raw);
+    let stream = js
+        .create_stream(jetstream::stream::Config {
+            name: "KUMI_resilience_events".to_owned(),
+            subjects: vec!["resilience.events".to_owned()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let config = pull::Config {
+        durable_name: Some("sink-resilience_events".to_owned()),
+        filter_subject: "resilience.events".to_owned(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(2),
+        max_ack_pending: 2,
+        deliver_policy: DeliverPolicy::New,
+        ..Default::default()
+    };
+    stream.create_consumer(config).await.unwrap();
+    // The route runs with concurrency 2 now: the durable is brought to 4.
+    let (_nats, app, mut rx) = start_sink(&server.url(), true, 0, false).await;
+    let mut consumer: jetstream::consumer::PullConsumer =
+        stream.get_consumer("sink-resilience_events").await.unwrap();
+    assert_eq!(consumer.info().await.unwrap().config.max_ack_pending, 4);
+    app.client()
+        .publish("resilience.events", &json!({"n": 1}))
+        .await
+        .unwrap();
+    receive(&mut rx, &BTreeSet::from([1])).await;
+    app.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
 async fn authentication_and_clear_errors() {
     let server = nats_server::NatsServer::start_with(&["--user", "kumi", "--pass", "s3cret"]);
     let url = server.url().replace("nats://", "nats://kumi:s3cret@");

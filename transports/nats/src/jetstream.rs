@@ -15,7 +15,8 @@
 //!   the route's concurrency: one slot per handler and one per message waiting out a retry backoff
 //!   (a NAKed message stays pending at the server, so with only the handlers' slots a single retry
 //!   would pause a route of concurrency 1 for the whole backoff; a storm of failures still pauses
-//!   the route, which is the backpressure wanted then). The client pulls in batches of that size.
+//!   the route, which is the backpressure wanted then). An existing durable with another limit is
+//!   updated to it (a bind-only route only warns). The client pulls in batches of that size.
 //! - **Outcomes**: success → `+ACK`; retryable failure → `-NAK` with the backoff delay; while a
 //!   handler runs, `+WPI` every half `ack_wait`; exhausted, rejected or undecodable → a dead-letter
 //!   publish with the kumi headers, then `+TERM`. The delivery attempt is the server's `delivered`
@@ -238,12 +239,12 @@ pub(crate) async fn subscribe(
         ..Default::default()
     };
     let what = || format!("cannot create JetStream consumer for '{}'", sub.topic);
-    let consumer: async_nats::jetstream::consumer::Consumer<pull::Config> =
+    let mut consumer: async_nats::jetstream::consumer::Consumer<pull::Config> =
         match (&sub.delivery, &opts.durable) {
             (Delivery::Broadcast, None) => {
                 config.inactive_threshold = Duration::from_secs(300);
                 stream
-                    .create_consumer(config)
+                    .create_consumer(config.clone())
                     .await
                     .map_err(|e| js_error(what(), e))?
             }
@@ -265,15 +266,33 @@ pub(crate) async fn subscribe(
                     })?
                 } else {
                     stream
-                        .get_or_create_consumer(&name, config)
+                        .get_or_create_consumer(&name, config.clone())
                         .await
                         .map_err(|e| js_error(what(), e))?
                 }
             }
         };
-    let existing = consumer.cached_info().config.max_ack_pending;
+    let mut existing = consumer.cached_info().config.max_ack_pending;
+    if existing != max_ack_pending && !opts.bind_only {
+        // A durable from an earlier deployment (another concurrency): bring its limit in line.
+        match stream.create_consumer(config).await {
+            Ok(updated) => {
+                tracing::info!(
+                    topic = %sub.topic,
+                    from = existing,
+                    to = max_ack_pending,
+                    "nats: updated the JetStream consumer's max_ack_pending to twice the route's concurrency"
+                );
+                consumer = updated;
+                existing = consumer.cached_info().config.max_ack_pending;
+            }
+            Err(e) => {
+                tracing::debug!(topic = %sub.topic, "nats: cannot update the JetStream consumer: {e}")
+            }
+        }
+    }
     if existing != max_ack_pending {
-        // An existing durable keeps its settings. Far more unacked messages than handlers means
+        // A bound (or not updatable) durable keeps its settings. Far more unacked messages than handlers means
         // messages wait for a handler without progress acks and may be redelivered meanwhile;
         // fewer means retries waiting out their backoff hold up new messages.
         tracing::warn!(
