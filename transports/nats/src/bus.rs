@@ -77,6 +77,16 @@ impl std::fmt::Debug for NatsBus {
     }
 }
 
+/// Gives rustls a process-wide crypto provider (ring, the one async-nats is built with) unless the
+/// application installed one. With more than one provider compiled in — the AWS SDK and lapin bring
+/// aws-lc-rs — rustls cannot choose by itself, and a TLS connection would panic.
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may install one meanwhile: either is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// `<service names>-<instance id>` when an app set the label (the usual case), else
 /// `<program>-<instance id>`.
 fn default_connection_name() -> String {
@@ -98,6 +108,7 @@ impl NatsBus {
     /// connected, the client reconnects by itself and logs connection events.
     pub async fn connect(url: &str) -> Result<Self> {
         let url = NatsUrl::parse(url)?;
+        ensure_crypto_provider();
         let shown = url.redacted.clone();
         let health: Arc<OnceLock<Health>> = Arc::new(OnceLock::new());
         let events_health = Arc::clone(&health);
