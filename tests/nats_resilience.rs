@@ -207,16 +207,23 @@ async fn an_existing_durable_gets_the_routes_max_ack_pending() {
         filter_subject: "resilience.events".to_owned(),
         ack_policy: AckPolicy::Explicit,
         ack_wait: Duration::from_secs(2),
-        max_ack_pending: 2,
+        max_ack_pending: 1,
         deliver_policy: DeliverPolicy::New,
+        max_deliver: 7,
+        description: Some("kept".to_owned()),
         ..Default::default()
     };
     stream.create_consumer(config).await.unwrap();
-    // The route runs with concurrency 2 now: the durable is brought to 4.
+    // The route runs with concurrency 2 now: the durable is brought to 2, nothing else changed.
     let (_nats, app, mut rx) = start_sink(&server.url(), true, 0, false).await;
     let mut consumer: jetstream::consumer::PullConsumer =
         stream.get_consumer("sink-resilience_events").await.unwrap();
-    assert_eq!(consumer.info().await.unwrap().config.max_ack_pending, 4);
+    let info = consumer.info().await.unwrap().config.clone();
+    assert_eq!(info.max_ack_pending, 2);
+    assert_eq!(
+        (info.max_deliver, info.description.as_deref()),
+        (7, Some("kept"))
+    );
     app.client()
         .publish("resilience.events", &json!({"n": 1}))
         .await

@@ -1,8 +1,9 @@
-//! A storm of failing messages is held back. On the buses where waiting retries are kumi's to
-//! bound (the in-memory bus and core NATS keep them in process; JetStream keeps them pending at the
-//! server, within `max_ack_pending`), at most one message per unit of a route's concurrency waits
-//! out a backoff at a time; beyond that the route pauses until a backoff has passed, then carries
-//! on. (AMQP and SNS+SQS park retries at the broker, which needs no such bound.)
+//! A storm of failing messages is held back. The in-memory bus and core NATS keep waiting retries in
+//! process: at most one message per unit of a route's concurrency waits out a backoff at a time,
+//! and beyond that the route pauses. JetStream keeps them pending at the server within
+//! `max_ack_pending` (the route's concurrency): each waiting retry holds a handler's slot. Either
+//! way the route carries on once backoffs pass. (AMQP and SNS+SQS park retries at the broker,
+//! which needs no such bound.)
 
 mod conformance;
 #[cfg(feature = "nats")]
@@ -18,7 +19,9 @@ use kumi::bus::SharedBus;
 use kumi::App;
 use serde_json::json;
 
-async fn storm(bus: SharedBus) {
+/// Publishes ten always-failing messages to a route of concurrency 2 (one retry, 1 s backoff) and
+/// checks that only `held` of them were attempted before any backoff passed.
+async fn storm(bus: SharedBus, held: usize) {
     let topic = conformance::unique("storm");
     let (probe, _rx) = Probe::new(
         "storm",
@@ -44,8 +47,8 @@ async fn storm(bus: SharedBus) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         probe.attempts(),
-        4,
-        "two failed messages wait out their backoff, two more wait for a retry slot, the rest wait"
+        held,
+        "only so many failed messages are in hand while backoffs run; the rest wait"
     );
     // The route carries on as backoffs pass: every message gets its two attempts.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -65,14 +68,19 @@ async fn storm(bus: SharedBus) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_bus() {
-    storm(Arc::new(MemoryBus::new())).await;
+    // Two wait out their backoff, two more hold the workers waiting for a retry slot.
+    storm(Arc::new(MemoryBus::new()), 4).await;
 }
 
 #[cfg(feature = "nats")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn core_nats() {
     let server = nats_server::NatsServer::start();
-    storm(kumi::nats::connect(&server.url()).await.expect("connect")).await;
+    storm(
+        kumi::nats::connect(&server.url()).await.expect("connect"),
+        4,
+    )
+    .await;
 }
 
 #[cfg(feature = "nats")]
@@ -80,5 +88,6 @@ async fn core_nats() {
 async fn jetstream() {
     let server = nats_server::NatsServer::start();
     let url = format!("{}?jetstream=true", server.url());
-    storm(kumi::nats::connect(&url).await.expect("connect")).await;
+    // The two NAKed messages hold both slots of max_ack_pending.
+    storm(kumi::nats::connect(&url).await.expect("connect"), 2).await;
 }

@@ -341,6 +341,7 @@ impl Bus for MemoryBus {
             duplicates_possible: false,
             durable: false,
             reconnect: false,
+            retry_holds_slot: false,
         }
     }
 

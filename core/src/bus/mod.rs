@@ -68,6 +68,11 @@ pub struct Capabilities {
     pub durable: bool,
     /// The bus reconnects by itself after losing its broker connection.
     pub reconnect: bool,
+    /// A message waiting out its retry backoff keeps one of the route's concurrency slots at the
+    /// broker (JetStream's `max_ack_pending`): a route of concurrency 1 waits for the retry
+    /// before taking the next message, so it handles messages in order. Without it, later
+    /// messages are handled while the failed one waits.
+    pub retry_holds_slot: bool,
 }
 
 /// Whether a route consumes events or answers requests.

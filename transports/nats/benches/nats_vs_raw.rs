@@ -30,7 +30,7 @@
 //! 3. **JetStream**: the same messages pre-published into a stream once, then consumed and acked by
 //!    a kumi JetStream route (bound to a durable pull consumer; concurrency 64, or 1) or by a bare
 //!    `consumer.messages()` loop acking each message (spawning under a 64-permit semaphore, or
-//!    inline), each from its own consumer with the same configuration (`max_ack_pending` 128, as
+//!    inline), each from its own consumer with the same configuration (`max_ack_pending` 64, as
 //!    kumi sets for concurrency 64; deliver all); timed from binding the consumer until the server
 //!    reports nothing pending and nothing unacked. Best of `KUMI_BENCH_ROUNDS`.
 //!
@@ -65,7 +65,7 @@ use tokio::sync::{Notify, Semaphore};
 const CONCURRENCY: usize = 64;
 /// `max_ack_pending` of the benchmark's JetStream consumers: what kumi sets for a route of
 /// concurrency [`CONCURRENCY`].
-const JS_MAX_ACK_PENDING: i64 = 2 * CONCURRENCY as i64;
+const JS_MAX_ACK_PENDING: i64 = CONCURRENCY as i64;
 /// Requester counts of the request/reply cells.
 const REQUESTERS: [usize; 3] = [1, 8, 64];
 /// Unmeasured load before the first slice of each request/reply cell.
@@ -1119,7 +1119,7 @@ async fn js_prepublish(
 }
 
 /// A durable pull consumer configured like the ones kumi creates for a route of concurrency 64
-/// (explicit acks, 30 s ack wait, `max_ack_pending` twice the concurrency), but delivering the
+/// (explicit acks, 30 s ack wait, `max_ack_pending` equal to the concurrency), but delivering the
 /// whole stream.
 async fn js_consumer(
     js: &jetstream::Context,

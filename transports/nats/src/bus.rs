@@ -7,8 +7,10 @@
 //!   buffers, then reports a slow consumer) instead of spawning without bound.
 //! - Core NATS delivers at most once. kumi retries failed messages *in process* after the backoff
 //!   delay (the worker moves on meanwhile; at most one message per unit of concurrency waits out a
-//!   backoff at a time, so a storm of failures pauses the route rather than piling up retries), and
-//!   publishes exhausted or undecodable ones to the dead-letter subject. A retry still waiting when the process stops is lost: use JetStream
+//!   backoff at a time, so a storm of failures pauses the route rather than piling up retries —
+//!   and, core NATS being at-most-once, a route paused long enough for the client's buffer to fill
+//!   loses messages as a slow consumer), and publishes exhausted or undecodable ones to the
+//!   dead-letter subject. A retry still waiting when the process stops is lost: use JetStream
 //!   routes for at-least-once delivery across restarts.
 //! - Requests use NATS request/reply: "no responders" (the server's 503 status) and "timed out" are
 //!   distinct errors; failed handlers reply with the ADR-32 error headers.
@@ -286,7 +288,12 @@ impl NatsBus {
                     // The stream is gone: publish on core NATS, and look again next time.
                     inner.streams.forget(&message.topic);
                 }
-                Err(e) => return Err(fail(Box::new(e))),
+                Err(e) => {
+                    // No ack (the stream may be gone while core subscribers took the message):
+                    // look the subject up again next time.
+                    inner.streams.forget(&message.topic);
+                    return Err(fail(Box::new(e)));
+                }
             }
         }
         inner
@@ -297,10 +304,10 @@ impl NatsBus {
     }
 }
 
-/// Which subjects a JetStream stream captures, as looked up for confirmed publishes. A subject
-/// found captured stays so until a publish finds its stream gone; a subject found uncaptured is
-/// looked up again after [`StreamLookups::RECHECK`] (a stream created meanwhile still stores what
-/// is published on core NATS; only the confirmation waits).
+/// Which subjects a JetStream stream captures, as looked up for confirmed publishes and JetStream
+/// dead letters. An answer is used for [`StreamLookups::RECHECK`], or until a publish finds the
+/// stream gone (a stream created meanwhile still stores what is published on core NATS; only the
+/// confirmation waits).
 #[derive(Default)]
 pub(crate) struct StreamLookups(std::sync::Mutex<std::collections::HashMap<String, Lookup>>);
 
@@ -318,7 +325,7 @@ impl StreamLookups {
     fn cached(&self, subject: &str) -> Option<bool> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let hit = map.get(subject)?;
-        (hit.captured || hit.at.elapsed() < Self::RECHECK).then_some(hit.captured)
+        (hit.at.elapsed() < Self::RECHECK).then_some(hit.captured)
     }
 
     fn remember(&self, subject: &str, captured: bool) {
@@ -335,7 +342,7 @@ impl StreamLookups {
         );
     }
 
-    fn forget(&self, subject: &str) {
+    pub(crate) fn forget(&self, subject: &str) {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -667,6 +674,7 @@ impl Bus for NatsBus {
             c.persistent = true;
             c.durable = true;
             c.duplicates_possible = true;
+            c.retry_holds_slot = true;
         }
         c
     }

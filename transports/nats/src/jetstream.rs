@@ -11,12 +11,14 @@
 //! - **Consumer**: a durable pull consumer named `<group>-<topic>` (or the given name) for
 //!   competing routes — instances share it and restarts resume where they stopped; an ephemeral
 //!   one (removed by the server after 5 minutes without the instance) for broadcast routes. Ack
-//!   policy explicit, deliver policy "new" when the consumer is created, `max_ack_pending` twice
-//!   the route's concurrency: one slot per handler and one per message waiting out a retry backoff
-//!   (a NAKed message stays pending at the server, so with only the handlers' slots a single retry
-//!   would pause a route of concurrency 1 for the whole backoff; a storm of failures still pauses
-//!   the route, which is the backpressure wanted then). An existing durable with another limit is
-//!   updated to it (a bind-only route only warns). The client pulls in batches of that size.
+//!   policy explicit, deliver policy "new" when the consumer is created, `max_ack_pending` equal to
+//!   the route's concurrency: the server never has more messages out to the route than it has
+//!   handlers, so no message waits unacknowledged (and without progress acks) for a free handler.
+//!   A NAKed message waiting out its backoff keeps its slot: a route of concurrency 1 handles its
+//!   messages in order, a failed one holding back the next until it succeeds or is dead-lettered
+//!   (raise the concurrency to let others pass meanwhile). An existing durable with another limit
+//!   is updated to it, nothing else changed (a bind-only route only warns). The client pulls in
+//!   batches of that size.
 //! - **Outcomes**: success → `+ACK`; retryable failure → `-NAK` with the backoff delay; while a
 //!   handler runs, `+WPI` every half `ack_wait`; exhausted, rejected or undecodable → a dead-letter
 //!   publish with the kumi headers, then `+TERM`. The delivery attempt is the server's `delivered`
@@ -26,7 +28,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, FromConsumer};
 use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
 use kumi_core::bus::{Delivery, Settlement, Subscription, TopicCache};
@@ -228,7 +230,7 @@ pub(crate) async fn subscribe(
 ) -> Result<String> {
     let js = jetstream::new(inner.client.clone());
     let stream = resolve_stream(&js, &sub, &opts).await?;
-    let pending_limit = sub.concurrency.saturating_mul(2);
+    let pending_limit = sub.concurrency.max(1);
     let max_ack_pending = i64::try_from(pending_limit).unwrap_or(i64::MAX);
     let mut config = pull::Config {
         filter_subject: sub.topic.clone(),
@@ -273,15 +275,23 @@ pub(crate) async fn subscribe(
             }
         };
     let mut existing = consumer.cached_info().config.max_ack_pending;
-    if existing != max_ack_pending && !opts.bind_only {
-        // A durable from an earlier deployment (another concurrency): bring its limit in line.
-        match stream.create_consumer(config).await {
+    let durable = consumer.cached_info().config.durable_name.is_some();
+    if existing != max_ack_pending && durable && !opts.bind_only {
+        // A durable from an earlier deployment (another concurrency): bring its limit in line,
+        // keeping the rest of its configuration as it is.
+        let mut current = consumer.cached_info().config.clone();
+        current.max_ack_pending = max_ack_pending;
+        let update = match pull::Config::try_from_consumer_config(current) {
+            Ok(update) => stream.create_consumer(update).await.map_err(Into::into),
+            Err(e) => Err(e),
+        };
+        match update {
             Ok(updated) => {
                 tracing::info!(
                     topic = %sub.topic,
                     from = existing,
                     to = max_ack_pending,
-                    "nats: updated the JetStream consumer's max_ack_pending to twice the route's concurrency"
+                    "nats: updated the JetStream consumer's max_ack_pending to the route's concurrency"
                 );
                 consumer = updated;
                 existing = consumer.cached_info().config.max_ack_pending;
@@ -292,15 +302,15 @@ pub(crate) async fn subscribe(
         }
     }
     if existing != max_ack_pending {
-        // A bound (or not updatable) durable keeps its settings. Far more unacked messages than handlers means
-        // messages wait for a handler without progress acks and may be redelivered meanwhile;
-        // fewer means retries waiting out their backoff hold up new messages.
+        // A bound (or not updatable) durable keeps its settings. More unacked messages than
+        // handlers means messages wait for a handler without progress acks and may be redelivered
+        // meanwhile; fewer leaves handlers idle.
         tracing::warn!(
             topic = %sub.topic,
             max_ack_pending = existing,
             expected = max_ack_pending,
             concurrency = sub.concurrency,
-            "nats: the JetStream consumer's max_ack_pending is not twice the route's concurrency; \
+            "nats: the JetStream consumer's max_ack_pending differs from the route's concurrency; \
              update the consumer (or the route) so they agree"
         );
     }
@@ -341,8 +351,8 @@ pub(crate) async fn subscribe(
 /// Reads the pull consumer and runs the route's handlers, each worker with its own clone of the
 /// route's service stack: in the reading task itself for a route of concurrency 1, else in
 /// `concurrency` workers fed through a bounded queue. The server never has more than
-/// `max_ack_pending` (twice the concurrency) messages out to the route, so nothing waits long in
-/// the queue. On stop, reading ends; what was already read is handled and settled.
+/// `max_ack_pending` (the concurrency) messages out to the route, so nothing waits long in the
+/// queue. On stop, reading ends; what was already read is handled and settled.
 async fn consume(inner: Arc<Inner>, messages: pull::Stream, sub: Subscription, ack_wait: Duration) {
     let dispatcher = Arc::clone(&sub.dispatcher);
     let mut reader = Reader {
@@ -487,10 +497,22 @@ async fn publish_dead_letter(
 ) -> std::result::Result<(), kumi_core::BoxError> {
     let js = jetstream::new(inner.client.clone());
     if inner.streams.captures(&js, &out.topic).await {
-        js.publish_with_headers(out.topic.clone(), headers::to_nats(out), out.body.clone())
-            .await?
-            .await?;
-        return Ok(());
+        let stored = async {
+            js.publish_with_headers(out.topic.clone(), headers::to_nats(out), out.body.clone())
+                .await?
+                .await
+        };
+        match stored.await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
+                // The stream is gone: fall through to core NATS, and look again next time.
+                inner.streams.forget(&out.topic);
+            }
+            Err(e) => {
+                inner.streams.forget(&out.topic);
+                return Err(e.into());
+            }
+        }
     }
     tracing::warn!(
         dead_letter_topic = %out.topic,

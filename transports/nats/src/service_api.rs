@@ -419,6 +419,8 @@ async fn respond(inner: Arc<Inner>, state: Arc<ServiceState>, subs: Vec<async_na
                     for sub in all.iter_mut() {
                         if let Err(e) = sub.drain().await {
                             tracing::warn!(service = %state.identity.name, "nats: cannot drain a discovery subscription: {e}");
+                            // Ends it anyway, so that the stop does not wait for it.
+                            let _ = sub.unsubscribe().await;
                         }
                     }
                     draining = true;
