@@ -246,7 +246,7 @@ pub(crate) async fn subscribe(
             (Delivery::Broadcast, None) => {
                 config.inactive_threshold = Duration::from_secs(300);
                 stream
-                    .create_consumer(config.clone())
+                    .create_consumer(config)
                     .await
                     .map_err(|e| js_error(what(), e))?
             }
@@ -268,7 +268,7 @@ pub(crate) async fn subscribe(
                     })?
                 } else {
                     stream
-                        .get_or_create_consumer(&name, config.clone())
+                        .get_or_create_consumer(&name, config)
                         .await
                         .map_err(|e| js_error(what(), e))?
                 }
