@@ -152,40 +152,80 @@ impl fmt::Debug for Extensions {
 
 /// Who produced a message, when its envelope says so (tomodachi's `service` block).
 ///
-/// Holds slices of the message body where it can, so decoding it costs no allocation.
+/// Holds one buffer — usually the message body itself — and where the name and instance id are in
+/// it, so decoding it costs neither an allocation nor more than one reference count.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Producer {
-    name: Option<Bytes>,
-    instance: Option<Bytes>,
+    source: Bytes,
+    name: Option<Span>,
+    instance: Option<Span>,
+}
+
+/// A byte range of [`Producer::source`] known to be UTF-8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
 }
 
 impl Producer {
-    /// A producer from its name and instance id (each UTF-8).
+    /// A producer from its name and instance id (each dropped unless UTF-8).
     pub fn new(name: Option<Bytes>, instance: Option<Bytes>) -> Self {
         let utf8 = |b: Option<Bytes>| b.filter(|b| std::str::from_utf8(b).is_ok());
+        let (name, instance) = (utf8(name), utf8(instance));
+        let mut source = Vec::new();
+        let mut span = |part: Option<Bytes>| {
+            part.and_then(|p| {
+                let start = u32::try_from(source.len()).ok()?;
+                source.extend_from_slice(&p);
+                let end = u32::try_from(source.len()).ok()?;
+                Some(Span { start, end })
+            })
+        };
+        let name = span(name);
+        let instance = span(instance);
         Self {
-            name: utf8(name),
-            instance: utf8(instance),
+            source: Bytes::from(source),
+            name,
+            instance,
         }
     }
 
-    /// A producer from parts already known to be UTF-8 (slices of a parsed JSON text).
-    pub(crate) fn from_utf8_parts(name: Option<Bytes>, instance: Option<Bytes>) -> Self {
-        Self { name, instance }
+    /// A producer whose name and instance id are the UTF-8 texts at these ranges of `source`
+    /// (slices of a parsed JSON text). Ranges outside `source` are dropped.
+    pub(crate) fn in_source(
+        source: &Bytes,
+        name: Option<std::ops::Range<usize>>,
+        instance: Option<std::ops::Range<usize>>,
+    ) -> Self {
+        let span = |r: Option<std::ops::Range<usize>>| {
+            let r = r.filter(|r| r.start <= r.end && r.end <= source.len())?;
+            Some(Span {
+                start: u32::try_from(r.start).ok()?,
+                end: u32::try_from(r.end).ok()?,
+            })
+        };
+        Self {
+            source: source.clone(),
+            name: span(name),
+            instance: span(instance),
+        }
+    }
+
+    fn text(&self, span: Option<Span>) -> Option<&str> {
+        let span = span?;
+        let bytes = self.source.get(span.start as usize..span.end as usize)?;
+        std::str::from_utf8(bytes).ok()
     }
 
     /// Producer service name.
     pub fn name(&self) -> Option<&str> {
-        self.name
-            .as_deref()
-            .and_then(|b| std::str::from_utf8(b).ok())
+        self.text(self.name)
     }
 
     /// Producer instance id.
     pub fn instance(&self) -> Option<&str> {
-        self.instance
-            .as_deref()
-            .and_then(|b| std::str::from_utf8(b).ok())
+        self.text(self.instance)
     }
 }
 
@@ -209,7 +249,8 @@ pub struct Message {
     pub topic: Arc<str>,
     /// Bytes on the wire.
     pub body: Bytes,
-    /// The payload inside the envelope. Set by the route before the handler runs.
+    /// The payload inside the envelope: empty until the route's envelope has decoded `body`
+    /// (which happens before the handler runs).
     pub payload: Bytes,
     /// Headers or message attributes.
     pub headers: Headers,
@@ -228,13 +269,13 @@ pub struct Message {
 }
 
 impl Message {
-    /// A first delivery of `body` on `topic`, with nothing else known yet.
+    /// A first delivery of `body` on `topic`, with nothing else known yet (not even the payload:
+    /// see [`Message::payload`]).
     pub fn new(topic: impl Into<Arc<str>>, body: impl Into<Bytes>) -> Self {
-        let body = body.into();
         Self {
             topic: topic.into(),
-            payload: body.clone(),
-            body,
+            payload: Bytes::new(),
+            body: body.into(),
             headers: Headers::new(),
             message_id: None,
             correlation_id: None,
@@ -289,6 +330,20 @@ mod tests {
         assert_eq!(h.get("a"), Some("3"));
         h.remove("a");
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn producers_keep_their_utf8_parts() {
+        let p = Producer::new(Some(Bytes::from("orders")), Some(Bytes::from("i-1")));
+        assert_eq!((p.name(), p.instance()), (Some("orders"), Some("i-1")));
+        let p = Producer::new(Some(Bytes::from_static(b"\xff")), Some(Bytes::from("i-2")));
+        assert_eq!((p.name(), p.instance()), (None, Some("i-2")));
+        let body = Bytes::from_static(b"xx name yy id");
+        let p = Producer::in_source(&body, Some(3..7), Some(11..13));
+        assert_eq!((p.name(), p.instance()), (Some("name"), Some("id")));
+        let p = Producer::in_source(&body, Some(3..99), None);
+        assert_eq!((p.name(), p.instance()), (None, None));
+        assert_eq!(Producer::default().name(), None);
     }
 
     #[test]

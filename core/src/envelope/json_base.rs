@@ -222,14 +222,22 @@ impl Envelope for JsonBase {
                 .and_then(|d| UNIX_EPOCH.checked_add(d));
         }
         if let Some(service) = env.service {
-            // Borrowed strings are slices of the body: no copy. Escaped ones were unescaped.
-            let bytes = |s: Option<Cow<'_, str>>| {
-                s.map(|s| match s {
-                    Cow::Borrowed(b) => body.slice_ref(b.as_bytes()),
-                    Cow::Owned(o) => Bytes::from(o),
-                })
+            message.producer = match (&service.name, &service.uuid) {
+                // Usually both are slices of the body: kept as ranges of it, no copy.
+                (None | Some(Cow::Borrowed(_)), None | Some(Cow::Borrowed(_))) => {
+                    let range = |s: &Option<Cow<'_, str>>| {
+                        let s = s.as_deref()?;
+                        let start = (s.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+                        Some(start..start + s.len())
+                    };
+                    Producer::in_source(body, range(&service.name), range(&service.uuid))
+                }
+                // Escaped strings were unescaped into new ones.
+                _ => Producer::new(
+                    service.name.map(|s| Bytes::from(s.into_owned())),
+                    service.uuid.map(|s| Bytes::from(s.into_owned())),
+                ),
             };
-            message.producer = Producer::from_utf8_parts(bytes(service.name), bytes(service.uuid));
         }
         Ok(())
     }
@@ -386,11 +394,18 @@ mod tests {
             "payload is a slice of the body"
         );
         assert_eq!(m.message_id.as_deref(), Some("5f0c.9d1e"));
+        assert_eq!(m.producer.name(), Some("legacy"));
         assert_eq!(m.producer.instance(), Some("5f0c"));
         assert_eq!(
             m.timestamp,
             UNIX_EPOCH.checked_add(Duration::from_secs_f64(1732700000.5))
         );
+        // An escaped producer name is unescaped.
+        let body = Bytes::from_static(br#"{"service": {"name": "caf\u00e9", "uuid": "i-1"}, "metadata": {"protocol_version": "tomodachi-json-base--1.0.0"}, "data": 1}"#);
+        let mut m = Message::new("orders.created", body);
+        JsonBase.decode(&mut m).unwrap();
+        assert_eq!(m.producer.name(), Some("café"));
+        assert_eq!(m.producer.instance(), Some("i-1"));
     }
 
     #[test]

@@ -403,7 +403,7 @@ impl Reader {
 
     /// The next message as a first delivery (counted in flight by `inner`).
     async fn next_delivery(&mut self, inner: &Inner) -> Option<Pending> {
-        let msg = self.next().await?;
+        let msg = self.next(&inner.draining).await?;
         inner.in_flight.fetch_add(1, Ordering::AcqRel);
         let topic = self.topics.get(msg.subject.as_str());
         Some(Pending {
@@ -413,23 +413,27 @@ impl Reader {
         })
     }
 
-    async fn next(&mut self) -> Option<async_nats::Message> {
+    /// `stopping` is the bus's draining flag: checked first, so that a busy subscription (always
+    /// ready) still notices the stop without polling the stop future for every message.
+    async fn next(&mut self, stopping: &AtomicBool) -> Option<async_nats::Message> {
         loop {
             if self.draining {
                 return self.sub.next().await;
             }
-            tokio::select! {
-                m = self.sub.next() => return m,
-                () = &mut self.stop => {
-                    // Marked only once the drain is requested: this future may be dropped (by
-                    // the inline consumer's select) while it waits to send the request.
-                    if let Err(e) = self.sub.drain().await {
-                        tracing::warn!(topic = %self.topic, "nats: cannot drain subscription: {e}");
-                        return None;
-                    }
-                    self.draining = true;
+            if !stopping.load(Ordering::Acquire) {
+                tokio::select! {
+                    biased;
+                    m = self.sub.next() => return m,
+                    () = &mut self.stop => {}
                 }
             }
+            // Marked only once the drain is requested: this future may be dropped (by the inline
+            // consumer's select) while it waits to send the request.
+            if let Err(e) = self.sub.drain().await {
+                tracing::warn!(topic = %self.topic, "nats: cannot drain subscription: {e}");
+                return None;
+            }
+            self.draining = true;
         }
     }
 }

@@ -403,7 +403,13 @@ impl Reader {
     /// The next message (counted in flight), or `None` once the bus stops or the consumer ends.
     async fn next(&mut self, inner: &Inner) -> Option<(jetstream::Message, Arc<str>)> {
         loop {
+            // The draining flag first: a busy consumer (always ready) still notices the stop
+            // without polling the stop future for every message.
+            if inner.draining.load(Ordering::Acquire) {
+                return None;
+            }
             let next = tokio::select! {
+                biased;
                 m = self.messages.next() => m,
                 () = &mut self.stop => return None,
             };
