@@ -1,6 +1,9 @@
 //! Retry policy: how many attempts a message gets and how long to wait between them.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Exponential backoff with jitter, bounded by a number of attempts.
 ///
@@ -62,9 +65,83 @@ impl RetryPolicy {
     }
 }
 
+/// Bounds how many messages of one route wait out a retry backoff in process (buses that retry
+/// without their broker: the in-memory bus, core NATS). A route gets one slot per unit of
+/// concurrency; a failed message holds one while it waits, and when all are taken the next
+/// failure waits for a slot, which pauses the route instead of piling up waiting retries.
+#[derive(Debug, Clone)]
+pub struct RetrySlots(Arc<Semaphore>);
+
+impl Default for RetrySlots {
+    /// No slots yet (add them with [`RetrySlots::add`]).
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl RetrySlots {
+    /// `n` slots.
+    pub fn new(n: usize) -> Self {
+        Self(Arc::new(Semaphore::new(n)))
+    }
+
+    /// Adds `n` slots (another subscriber's workers on a shared queue).
+    pub fn add(&self, n: usize) {
+        self.0.add_permits(n);
+    }
+
+    /// Waits for a free slot and takes it for a backoff of `delay`. Run the backoff (spawned,
+    /// ahead of putting the message back) with [`Backoff::wait`].
+    pub async fn backoff(&self, delay: Duration) -> Backoff {
+        let slot = Arc::clone(&self.0)
+            .acquire_owned()
+            .await
+            .expect("retry slots are never closed");
+        Backoff { delay, slot }
+    }
+}
+
+/// A retry backoff holding one of its route's [`RetrySlots`].
+#[derive(Debug)]
+pub struct Backoff {
+    delay: Duration,
+    slot: OwnedSemaphorePermit,
+}
+
+impl Backoff {
+    /// Sleeps the delay, then frees the slot. The slot is freed before the message is put back:
+    /// a full queue may wait for workers that wait for a slot.
+    pub async fn wait(self) {
+        tokio::time::sleep(self.delay).await;
+        drop(self.slot);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_slots_bound_waiting_backoffs() {
+        let slots = RetrySlots::new(1);
+        let first = slots.backoff(Duration::from_secs(1)).await;
+        // The only slot is held: a second backoff waits until the first has run.
+        let second = tokio::spawn({
+            let slots = slots.clone();
+            async move { slots.backoff(Duration::from_secs(1)).await.wait().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!second.is_finished());
+        first.wait().await;
+        second.await.unwrap();
+        slots.add(1);
+        let (a, b) = (
+            slots.backoff(Duration::ZERO).await,
+            slots.backoff(Duration::ZERO).await,
+        );
+        a.wait().await;
+        b.wait().await;
+    }
 
     #[test]
     fn backoff_grows_caps_and_jitters_within_bounds() {

@@ -33,6 +33,7 @@ use super::{
 use crate::dispatch::{Dispatcher, RouteService};
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::{Headers, Message, Outgoing};
+use crate::retry::RetrySlots;
 
 const DEFAULT_CAPACITY: usize = 1024;
 
@@ -66,9 +67,8 @@ struct Queue {
     kind: RouteKind,
     tx: async_channel::Sender<Item>,
     rx: async_channel::Receiver<Item>,
-    /// One per worker: a message waiting out its retry backoff holds one, so a storm of failures
-    /// pauses the queue's workers instead of piling up waiting retries.
-    retry_slots: Arc<tokio::sync::Semaphore>,
+    /// One per worker (see [`RetrySlots`]).
+    retry_slots: RetrySlots,
 }
 
 struct Inner {
@@ -240,7 +240,7 @@ impl MemoryBus {
     }
 
     fn spawn_workers(&self, queue: &Arc<Queue>, dispatcher: &Arc<Dispatcher>, n: usize) {
-        queue.retry_slots.add_permits(n);
+        queue.retry_slots.add(n);
         let mut handles = Vec::with_capacity(n);
         for _ in 0..n {
             let bus = self.clone();
@@ -281,17 +281,11 @@ impl MemoryBus {
             Settlement::Retry { delay, .. } => {
                 // Re-enter the queue after the backoff; the message stays pending meanwhile. This
                 // worker waits while every retry slot is taken.
-                let slot = Arc::clone(&queue.retry_slots)
-                    .acquire_owned()
-                    .await
-                    .expect("the retry slots are never closed");
+                let backoff = queue.retry_slots.backoff(delay).await;
                 let queue = Arc::clone(queue);
                 let bus = self.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    // Freed before the send: a full queue waits for the workers, and the workers
-                    // may be waiting for this slot.
-                    drop(slot);
+                    backoff.wait().await;
                     item.attempt += 1;
                     if queue.tx.send(item).await.is_err() {
                         tracing::error!(
@@ -381,7 +375,7 @@ impl Bus for MemoryBus {
                         kind: sub.kind,
                         tx,
                         rx,
-                        retry_slots: Arc::new(tokio::sync::Semaphore::new(0)),
+                        retry_slots: RetrySlots::default(),
                     });
                     let mut next: Vec<Arc<Queue>> = guard.as_ref().clone();
                     next.push(Arc::clone(&q));

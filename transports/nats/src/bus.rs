@@ -31,8 +31,8 @@ use kumi_core::bus::{
     Settlement, Subscription, TopicCache,
 };
 use kumi_core::dispatch::{Dispatcher, RouteService};
+use kumi_core::retry::{Backoff, RetrySlots};
 use kumi_core::{Error, ErrorKind, Health, Message, Outgoing, Result};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
@@ -443,9 +443,8 @@ struct Route {
     dispatcher: Arc<Dispatcher>,
     kind: RouteKind,
     endpoint: Option<Arc<EndpointState>>,
-    /// One per handler: messages waiting out a retry backoff hold one each, so a storm of
-    /// failures pauses the route (backpressure) instead of piling up waiting retries.
-    retry_slots: Arc<tokio::sync::Semaphore>,
+    /// One per handler (see [`RetrySlots`]).
+    retry_slots: RetrySlots,
 }
 
 impl Inner {
@@ -464,7 +463,7 @@ impl Inner {
             dispatcher: Arc::clone(&sub.dispatcher),
             kind: sub.kind,
             endpoint,
-            retry_slots: Arc::new(tokio::sync::Semaphore::new(sub.concurrency.max(1))),
+            retry_slots: RetrySlots::new(sub.concurrency.max(1)),
         });
         let reader = Reader::new(nats_sub, &self.cancel, &sub.topic);
         if sub.concurrency <= 1 {
@@ -501,13 +500,12 @@ impl Inner {
                     None => break,
                 }
             };
-            self.deliver_until_settled(route, &mut service, delivery, |retry, delay, slot| {
+            self.deliver_until_settled(route, &mut service, delivery, |retry, backoff| {
                 let Some(tx) = weak_retry.upgrade() else {
-                    return Some(retry);
+                    return Some((retry, backoff));
                 };
                 self.tracker.spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    drop(slot);
+                    backoff.wait().await;
                     let _ = tx.send(retry);
                 });
                 None
@@ -533,24 +531,16 @@ impl Inner {
                 let mut service = route.dispatcher.service();
                 while let Ok(delivery) = rx.recv().await {
                     inner
-                        .deliver_until_settled(
-                            &route,
-                            &mut service,
-                            delivery,
-                            |retry, delay, slot| {
-                                let Some(tx) = retry_tx.upgrade() else {
-                                    return Some(retry);
-                                };
-                                inner.tracker.spawn(async move {
-                                    tokio::time::sleep(delay).await;
-                                    // Freed before the send: a full queue waits for the workers, and
-                                    // the workers may be waiting for this slot.
-                                    drop(slot);
-                                    let _ = tx.send(retry).await;
-                                });
-                                None
-                            },
-                        )
+                        .deliver_until_settled(&route, &mut service, delivery, |retry, backoff| {
+                            let Some(tx) = retry_tx.upgrade() else {
+                                return Some((retry, backoff));
+                            };
+                            inner.tracker.spawn(async move {
+                                backoff.wait().await;
+                                let _ = tx.send(retry).await;
+                            });
+                            None
+                        })
                         .await;
                 }
             });
@@ -570,16 +560,17 @@ impl Inner {
         self.settled.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Handles `delivery` until it is settled or handed to `requeue`, which puts it back into the
-    /// route's queue after the backoff delay so that this worker moves on. Once the queue is gone
-    /// (the route is draining) `requeue` hands the message back (`Some`): the retry then waits and
-    /// runs here.
+    /// Handles `delivery` until it is settled or handed to `requeue` with its backoff (a slot of
+    /// the route's [`RetrySlots`] is taken first: with none free, this worker waits). `requeue`
+    /// spawns the backoff and puts the message back into the route's queue after it, so that this
+    /// worker moves on. Once the queue is gone (the route is draining) `requeue` hands both back
+    /// (`Some`): the backoff then runs and the retry happens here.
     async fn deliver_until_settled(
         &self,
         route: &Route,
         service: &mut RouteService,
         mut delivery: Pending,
-        requeue: impl Fn(Pending, Duration, OwnedSemaphorePermit) -> Option<Pending>,
+        requeue: impl Fn(Pending, Backoff) -> Option<(Pending, Backoff)>,
     ) {
         loop {
             let Some(delay) = self.deliver(route, service, &delivery).await else {
@@ -587,15 +578,11 @@ impl Inner {
                 return;
             };
             delivery.attempt += 1;
-            // Waits while every retry slot is taken: the route stops taking new messages.
-            let slot = Arc::clone(&route.retry_slots)
-                .acquire_owned()
-                .await
-                .expect("the retry slots are never closed");
-            match requeue(delivery, delay, slot) {
+            let backoff = route.retry_slots.backoff(delay).await;
+            match requeue(delivery, backoff) {
                 None => return,
-                Some(back) => {
-                    tokio::time::sleep(delay).await;
+                Some((back, backoff)) => {
+                    backoff.wait().await;
                     delivery = back;
                 }
             }
