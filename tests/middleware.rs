@@ -85,3 +85,57 @@ async fn timeout_fails_the_attempt_and_layers_wrap_handlers() {
     assert_eq!(service_tag.as_deref(), Some("yes"), "service layer ran");
     app.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn routes_added_after_start_consume_inside_the_service_layers() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut app = App::new()
+        .service(Layered { tx })
+        .start()
+        .await
+        .expect("start");
+    let added = app
+        .add_routes("layered", |r: &mut Router<Layered>| {
+            r.subscribe("mw.late", Layered::tagged)
+                .name("late")
+                .layer(tag("x-route", "late"));
+        })
+        .await
+        .expect("added");
+    assert_eq!(added.len(), 1);
+    assert_eq!(
+        (added[0].name.as_str(), added[0].topic.as_str()),
+        ("layered.late", "mw.late")
+    );
+    assert!(app.routes().any(|r| r.name == "layered.late"));
+
+    app.client().publish("mw.late", &json!({})).await.unwrap();
+    let (topic, attempt, route_tag, service_tag) =
+        tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .expect("the added route consumed the event")
+            .unwrap();
+    assert_eq!((topic.as_str(), attempt), ("mw.late", 1));
+    assert_eq!(route_tag.as_deref(), Some("late"), "route layer ran");
+    assert_eq!(service_tag.as_deref(), Some("yes"), "service layer ran");
+
+    // Transport routes are bound at start; adding one later is refused by name.
+    let e = app
+        .add_routes("layered", |r: &mut Router<Layered>| {
+            r.extensions_mut().insert(vec!["GET /late"]);
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("only bus routes"), "{e}");
+    // A bad pattern names the route.
+    let e = app
+        .add_routes("layered", |r: &mut Router<Layered>| {
+            r.subscribe("mw..bad", Layered::tagged).name("bad");
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("layered.bad"), "{e}");
+    app.shutdown(Duration::from_secs(5)).await.unwrap();
+}

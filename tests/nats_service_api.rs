@@ -405,3 +405,93 @@ async fn a_panicking_stats_handler_leaves_discovery_answering() {
     assert_eq!(ping.len(), 1, "discovery still answers after the panics");
     app.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_endpoint_added_after_start_joins_info_stats_and_answers() {
+    let server = nats_server::NatsServer::start();
+    let (nats, bus) = nats_bus(&server).await;
+    let mut app = start(&bus, "late-api", "1.0.0").await.unwrap();
+    let client = nats.client();
+    let names = |info: &Value| -> Vec<String> {
+        info["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let before = collect(client, "$SRV.INFO.late-api").await;
+    assert_eq!(names(&before[0]), ["get", "count", "custom", "all"]);
+    // Not served yet: the server says so.
+    let refused = client
+        .request("tenants.acme.lookup", "{}".into())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        async_nats::RequestErrorKind::NoResponders,
+        "{refused}"
+    );
+
+    let added = app
+        .add_routes("late-api", |r: &mut Router<Api>| {
+            r.request("acme.lookup", Api::get)
+                .name("acme")
+                .option(Endpoint::new().group("tenants").metadata("tenant", "acme"));
+        })
+        .await
+        .unwrap();
+    assert_eq!(added.len(), 1);
+    assert_eq!(added[0].name, "late-api.acme");
+    assert_eq!(app.routes().count(), 6);
+
+    let after = collect(client, "$SRV.INFO.late-api").await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(names(&after[0]), ["get", "count", "custom", "all", "acme"]);
+    assert_eq!(
+        after[0]["endpoints"][4],
+        json!({"name": "acme", "subject": "tenants.acme.lookup", "queue_group": "q",
+               "metadata": {"tenant": "acme"}})
+    );
+    for n in 0..3 {
+        let reply = client
+            .request(
+                "tenants.acme.lookup",
+                serde_json::to_vec(&json!({"n": n})).unwrap().into(),
+            )
+            .await
+            .expect("the added endpoint answers");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&reply.payload).unwrap(),
+            json!({"got": {"n": n}})
+        );
+    }
+    let stats = collect(client, "$SRV.STATS.late-api").await;
+    assert_eq!(stats[0]["endpoints"][4]["name"], "acme");
+    assert_eq!(stats[0]["endpoints"][4]["num_requests"], 3);
+    assert_eq!(stats[0]["endpoints"][0]["num_requests"], 0);
+
+    let wrong_type = app
+        .add_routes("late-api", |r: &mut Router<Flaky>| {
+            r.request("flaky.other", Flaky::get);
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        wrong_type.contains("'late-api'") && wrong_type.contains("Flaky"),
+        "{wrong_type}"
+    );
+    let unknown = app
+        .add_routes("nobody", |r: &mut Router<Api>| {
+            r.request("x", Api::get);
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unknown.contains("'nobody'") && unknown.contains("no running service"),
+        "{unknown}"
+    );
+    app.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -3,6 +3,7 @@
 //! [`Runner`](crate::runner::Runner) wraps this with configuration, logging and signals; tests and
 //! embedders use it directly.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use crate::bus::{Connectors, DrainReport, SharedBus};
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, Result};
 use crate::identity::Identity;
-use crate::router::{RouteSummary, Router};
+use crate::router::{RouteSummary, Router, WrapService};
 use crate::service::Service;
 use crate::transport::{Health, ServiceHandle, SharedTransport};
 
@@ -64,11 +65,9 @@ impl<S: Service> ServiceEntry for Entry<S> {
         for t in transports {
             t.attach(&handle, router.extensions_mut())?;
         }
+        let layers = router.service_layers();
         let mut routes = Vec::new();
-        for (subscription, mut summary) in router.into_subscriptions(service, &client)? {
-            summary.listens = bus.subscribe(subscription).await?;
-            routes.push(summary);
-        }
+        subscribe_all(bus, router, service, &client, &mut routes).await?;
         service.started(&client).await.map_err(|e| {
             Error::new(
                 ErrorKind::Lifecycle,
@@ -82,6 +81,8 @@ impl<S: Service> ServiceEntry for Entry<S> {
             client,
             routes,
             hooks,
+            service: Arc::clone(service) as Arc<dyn Any + Send + Sync>,
+            layers,
         })
     }
 }
@@ -108,11 +109,30 @@ impl<S: Service> StopHooks for Hooks<S> {
     }
 }
 
+/// Subscribes a router's bus routes in order, adding each one that starts to `routes`.
+async fn subscribe_all<S: Service>(
+    bus: &SharedBus,
+    router: Router<S>,
+    service: &Arc<S>,
+    client: &Client,
+    routes: &mut Vec<RouteSummary>,
+) -> Result<()> {
+    for (subscription, mut summary) in router.into_subscriptions(service, client)? {
+        summary.listens = bus.subscribe(subscription).await?;
+        routes.push(summary);
+    }
+    Ok(())
+}
+
 struct StartedService {
     name: String,
     client: Client,
     routes: Vec<RouteSummary>,
     hooks: Arc<dyn StopHooks>,
+    /// The service itself (an `Arc<S>`), for routes added after start.
+    service: Arc<dyn Any + Send + Sync>,
+    /// Its service-wide layers, which wrap routes added after start too.
+    layers: Vec<WrapService>,
 }
 
 /// Services to start on one bus, with the non-bus transports (HTTP, schedules...) they use.
@@ -305,6 +325,77 @@ impl RunningApp {
     /// Every running route, service by service.
     pub fn routes(&self) -> impl Iterator<Item = &RouteSummary> {
         self.services.iter().flat_map(|s| s.routes.iter())
+    }
+
+    /// Adds bus routes to the running service named `service` (of type `S`): an endpoint per
+    /// tenant found at runtime, a topic learned from configuration... They consume at once, with
+    /// the service's own layers around them, and show in [`RunningApp::routes`]; on NATS, request
+    /// routes join the service's ADR-32 endpoints (INFO and STATS list them from then on).
+    ///
+    /// Only bus routes (`subscribe`, `request`) can be added this way: transport routes (HTTP,
+    /// websockets, schedules) are bound when the transports start, and adding one is an error.
+    /// Routes that subscribed before a failing one keep running.
+    ///
+    /// ```no_run
+    /// # use kumi_core::{App, Router, Service};
+    /// # struct Tenants;
+    /// # impl Service for Tenants {
+    /// #     fn name(&self) -> &str { "tenants" }
+    /// #     fn routes(&self, _: &mut Router<Self>) {}
+    /// # }
+    /// # impl Tenants {
+    /// #     async fn lookup(self: std::sync::Arc<Self>) -> Result<String, kumi_core::HandlerError> {
+    /// #         Ok(String::new())
+    /// #     }
+    /// # }
+    /// # async fn run() -> kumi_core::Result<()> {
+    /// let mut app = App::new().service(Tenants).start().await?;
+    /// app.add_routes("tenants", |r: &mut Router<Tenants>| {
+    ///     r.request("tenants.acme.lookup", Tenants::lookup).name("acme_lookup");
+    /// })
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_routes<S: Service>(
+        &mut self,
+        service: &str,
+        routes: impl FnOnce(&mut Router<S>),
+    ) -> Result<&[RouteSummary]> {
+        let started = self
+            .services
+            .iter_mut()
+            .find(|s| s.name == service)
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "cannot add routes to service '{service}': no running service has that name"
+                ))
+            })?;
+        let typed = Arc::clone(&started.service).downcast::<S>().map_err(|_| {
+            Error::config(format!(
+                "cannot add routes to service '{service}': it is not a {}",
+                std::any::type_name::<S>()
+            ))
+        })?;
+        let mut router = Router::new();
+        routes(&mut router);
+        if !router.extensions().is_empty() {
+            return Err(Error::config(format!(
+                "cannot add routes to service '{service}': only bus routes (subscribe, request) can \
+                 be added after start; transport routes (HTTP, websockets, schedules) are bound \
+                 when the transports start"
+            )));
+        }
+        router.extend_service_layers(&started.layers);
+        let first = started.routes.len();
+        subscribe_all(
+            &self.bus,
+            router,
+            &typed,
+            &started.client,
+            &mut started.routes,
+        )
+        .await?;
+        Ok(&started.routes[first..])
     }
 
     /// What the transports listen on, for the startup banner.

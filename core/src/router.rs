@@ -26,7 +26,7 @@ use crate::retry::RetryPolicy;
 pub const DEFAULT_CONCURRENCY: usize = 16;
 
 type MakeService<S> = Box<dyn FnOnce(Arc<S>, Client, RouteKind) -> RouteService + Send>;
-type WrapService = Arc<dyn Fn(RouteService) -> RouteService + Send + Sync>;
+pub(crate) type WrapService = Arc<dyn Fn(RouteService) -> RouteService + Send + Sync>;
 
 /// One registered route, before the service starts.
 pub struct RouteDef<S> {
@@ -180,6 +180,16 @@ impl<S: Send + Sync + 'static> Router<S> {
             name: &r.name,
             topic: &r.topic,
         })
+    }
+
+    /// The service-wide layers added so far (kept by a running service for routes added later).
+    pub(crate) fn service_layers(&self) -> Vec<WrapService> {
+        self.layers.clone()
+    }
+
+    /// Adds service-wide layers outside the ones already set.
+    pub(crate) fn extend_service_layers(&mut self, layers: &[WrapService]) {
+        self.layers.extend(layers.iter().cloned());
     }
 
     /// Turns the routes into bus subscriptions for a running service.

@@ -17,7 +17,8 @@
 //! - Queue groups: `q` by default; a route's `.group(name)` overrides it, `.broadcast()` disables it
 //!   (the endpoint then has no `queue_group`); [`Endpoint`] options do the same per endpoint.
 //! - Endpoint subjects: the route's topic, prefixed by the endpoint's group (`group.topic`) if it
-//!   has one. Endpoints added after start appear in INFO and STATS from then on.
+//!   has one. Endpoints added after start (`RunningApp::add_routes`) appear in INFO and STATS
+//!   from then on.
 //! - Errors: failed handlers reply with `Nats-Service-Error` and `Nats-Service-Error-Code` (500,
 //!   or 400 for requests that do not decode) and count in `num_errors` / `last_error`.
 //! - Stop: the discovery subscriptions are drained with the endpoints.
