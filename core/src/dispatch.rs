@@ -19,7 +19,7 @@ use crate::client::Client;
 use crate::envelope::{EncodeContext, JsonStyle, SharedEnvelope};
 use crate::error::BoxError;
 use crate::extract::MessageParts;
-use crate::handler::{BoxFuture, Handler};
+use crate::handler::Handler;
 use crate::identity::Identity;
 use crate::message::Message;
 use crate::outcome::{FailureKind, Outcome};
@@ -74,7 +74,7 @@ where
     type Response = Outcome;
     type Error = BoxError;
     type Future = futures_util::future::Either<
-        futures_util::future::Map<BoxFuture<Outcome>, fn(Outcome) -> Result<Outcome, BoxError>>,
+        futures_util::future::Map<H::Future, fn(Outcome) -> Result<Outcome, BoxError>>,
         std::future::Ready<Result<Outcome, BoxError>>,
     >;
 

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use crate::envelope::JsonStyle;
 use crate::extract::{FromMessage, MessageParts, Rejection};
@@ -22,12 +23,39 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
     note = "a handler is an `async fn` whose arguments all implement `FromMessage<S>` (e.g. `Data<T>`, `Context`, `Arc<Self>`) and whose return type implements `IntoOutcome` (`()`, or `Result<T: Serialize, E: Into<HandlerError>>`)"
 )]
 pub trait Handler<T, S>: Clone + Send + Sync + 'static {
+    /// The running handler.
+    type Future: Future<Output = Outcome> + Send + 'static;
+
     /// Runs the extractors, then starts the handler. A rejection means the handler never ran.
     fn call(
         &self,
         parts: &MessageParts<'_, S>,
         reply: Option<JsonStyle>,
-    ) -> Result<BoxFuture<Outcome>, Rejection>;
+    ) -> Result<Self::Future, Rejection>;
+}
+
+pin_project_lite::pin_project! {
+    /// A handler function's future, its value turned into an [`Outcome`]. Not boxed: the route's
+    /// service stack boxes the whole call once.
+    pub struct HandlerFuture<Fut> {
+        #[pin]
+        fut: Fut,
+        reply: Option<JsonStyle>,
+    }
+}
+
+impl<Fut> Future for HandlerFuture<Fut>
+where
+    Fut: Future,
+    Fut::Output: IntoOutcome,
+{
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let this = self.project();
+        let reply = *this.reply;
+        this.fut.poll(cx).map(|value| value.into_outcome(reply))
+    }
 }
 
 macro_rules! impl_handler {
@@ -41,14 +69,15 @@ macro_rules! impl_handler {
             S: Send + Sync + 'static,
             $($ty: FromMessage<S> + Send + 'static,)*
         {
+            type Future = HandlerFuture<Fut>;
+
             fn call(
                 &self,
                 parts: &MessageParts<'_, S>,
                 reply: Option<JsonStyle>,
-            ) -> Result<BoxFuture<Outcome>, Rejection> {
+            ) -> Result<Self::Future, Rejection> {
                 $(let $ty = $ty::from_message(parts)?;)*
-                let fut = (self)($($ty),*);
-                Ok(Box::pin(async move { fut.await.into_outcome(reply) }))
+                Ok(HandlerFuture { fut: (self)($($ty),*), reply })
             }
         }
     };

@@ -25,7 +25,11 @@ use crate::retry::RetryPolicy;
 /// Default number of messages one route handles at once.
 pub const DEFAULT_CONCURRENCY: usize = 16;
 
-type MakeService<S> = Box<dyn FnOnce(Arc<S>, Client, RouteKind) -> RouteService + Send>;
+/// Builds a route's handler service. Given the route's name, it also puts the trace span around
+/// the handler inside the same box (for routes with no middleware, so that a message's call is
+/// boxed once).
+type MakeService<S> =
+    Box<dyn FnOnce(Arc<S>, Client, RouteKind, Option<Arc<str>>) -> RouteService + Send>;
 pub(crate) type WrapService = Arc<dyn Fn(RouteService) -> RouteService + Send + Sync>;
 
 /// One registered route, before the service starts.
@@ -105,11 +109,13 @@ impl<S: Send + Sync + 'static> Router<S> {
         H: Handler<T, S>,
         T: 'static,
     {
-        let make: MakeService<S> = Box::new(move |service, client, kind| {
+        let make: MakeService<S> = Box::new(move |service, client, kind, traced| {
             let reply = (kind == RouteKind::Request).then_some(crate::envelope::JsonStyle::Compact);
-            BoxCloneSyncService::new(HandlerService::<H, T, S>::new(
-                handler, service, client, reply,
-            ))
+            let handler = HandlerService::<H, T, S>::new(handler, service, client, reply);
+            match traced {
+                Some(route) => BoxCloneSyncService::new(TraceLayer::new(route).layer(handler)),
+                None => BoxCloneSyncService::new(handler),
+            }
         });
         self.routes.push(RouteDef {
             kind,
@@ -222,7 +228,9 @@ impl<S: Send + Sync + 'static> Router<S> {
                     RouteKind::Event => default_envelope(),
                     RouteKind::Request => Arc::new(Raw),
                 });
-                let mut svc = (r.make)(Arc::clone(service), client.clone(), r.kind);
+                let bare = r.timeout.is_none() && r.layers.is_empty() && service_layers.is_empty();
+                let traced = bare.then(|| Arc::clone(&route_name));
+                let mut svc = (r.make)(Arc::clone(service), client.clone(), r.kind, traced);
                 if let Some(timeout) = r.timeout {
                     svc = BoxCloneSyncService::new(
                         ServiceBuilder::new()
@@ -233,7 +241,11 @@ impl<S: Send + Sync + 'static> Router<S> {
                 for wrap in r.layers.iter().chain(service_layers.iter()) {
                     svc = wrap(svc);
                 }
-                svc = BoxCloneSyncService::new(TraceLayer::new(Arc::clone(&route_name)).layer(svc));
+                if !bare {
+                    svc = BoxCloneSyncService::new(
+                        TraceLayer::new(Arc::clone(&route_name)).layer(svc),
+                    );
+                }
                 let explicit_delivery = r.delivery.is_some();
                 let delivery = r
                     .delivery

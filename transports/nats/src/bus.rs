@@ -474,43 +474,53 @@ impl Inner {
     }
 
     /// Concurrency 1: the reading task is the worker. Retries wait in their own tasks and come back
-    /// through `retries`, ahead of new messages.
+    /// through `retries`, ahead of new messages. Only this task starts retries, so while none is
+    /// waiting it reads the subscription alone, without polling the retry channel per message.
     async fn consume_inline(self: Arc<Self>, mut reader: Reader, route: &Route) {
         let mut service = route.dispatcher.service();
         let (retry_tx, mut retries) = tokio::sync::mpsc::unbounded_channel::<Pending>();
         let weak_retry = retry_tx.downgrade();
-        let mut retry_tx = Some(retry_tx);
+        // Retries waiting out their backoff (sent back through `retries` when it ends); an atomic only
+        // because the future must be `Send`: this task alone touches it.
+        let waiting = AtomicUsize::new(0);
+        let requeue = |retry: Pending, backoff: Backoff| {
+            let Some(tx) = weak_retry.upgrade() else {
+                return Some((retry, backoff));
+            };
+            waiting.fetch_add(1, Ordering::Relaxed);
+            self.tracker.spawn(async move {
+                backoff.wait().await;
+                let _ = tx.send(retry);
+            });
+            None
+        };
         loop {
-            let delivery = if retry_tx.is_some() {
+            let next = if waiting.load(Ordering::Relaxed) == 0 {
+                reader.next_delivery(&self).await
+            } else {
                 tokio::select! {
                     biased;
-                    Some(retry) = retries.recv() => retry,
-                    m = reader.next_delivery(&self) => match m {
-                        Some(delivery) => delivery,
-                        // The subscription is done: only waiting retries are left.
-                        None => {
-                            retry_tx = None;
-                            continue;
-                        }
-                    },
-                }
-            } else {
-                match retries.recv().await {
-                    Some(retry) => retry,
-                    None => break,
+                    Some(retry) = retries.recv() => {
+                        waiting.fetch_sub(1, Ordering::Relaxed);
+                        Some(retry)
+                    }
+                    m = reader.next_delivery(&self) => m,
                 }
             };
-            self.deliver_until_settled(route, &mut service, delivery, |retry, backoff| {
-                let Some(tx) = weak_retry.upgrade() else {
-                    return Some((retry, backoff));
-                };
-                self.tracker.spawn(async move {
-                    backoff.wait().await;
-                    let _ = tx.send(retry);
-                });
-                None
-            })
-            .await;
+            // The subscription is done: only waiting retries are left.
+            let Some(delivery) = next else { break };
+            self.deliver_until_settled(route, &mut service, delivery, &requeue)
+                .await;
+        }
+        // From here on retries run in place (`requeue` finds no channel).
+        drop(retry_tx);
+        while waiting.load(Ordering::Relaxed) > 0 {
+            let Some(retry) = retries.recv().await else {
+                break;
+            };
+            waiting.fetch_sub(1, Ordering::Relaxed);
+            self.deliver_until_settled(route, &mut service, retry, &requeue)
+                .await;
         }
     }
 
@@ -569,14 +579,28 @@ impl Inner {
         &self,
         route: &Route,
         service: &mut RouteService,
+        delivery: Pending,
+        requeue: impl Fn(Pending, Backoff) -> Option<(Pending, Backoff)>,
+    ) {
+        match self.deliver(route, service, &delivery).await {
+            None => self.settle(),
+            // Boxed: the rare path keeps the per-message future small.
+            Some(delay) => {
+                Box::pin(self.retry_after(route, service, delivery, delay, requeue)).await;
+            }
+        }
+    }
+
+    /// The rest of [`Inner::deliver_until_settled`] after a failed attempt.
+    async fn retry_after(
+        &self,
+        route: &Route,
+        service: &mut RouteService,
         mut delivery: Pending,
+        mut delay: Duration,
         requeue: impl Fn(Pending, Backoff) -> Option<(Pending, Backoff)>,
     ) {
         loop {
-            let Some(delay) = self.deliver(route, service, &delivery).await else {
-                self.settle();
-                return;
-            };
             delivery.attempt += 1;
             let backoff = route.retry_slots.backoff(delay).await;
             match requeue(delivery, backoff) {
@@ -585,6 +609,13 @@ impl Inner {
                     backoff.wait().await;
                     delivery = back;
                 }
+            }
+            match self.deliver(route, service, &delivery).await {
+                None => {
+                    self.settle();
+                    return;
+                }
+                Some(next) => delay = next,
             }
         }
     }
