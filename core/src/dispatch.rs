@@ -206,8 +206,27 @@ impl Dispatcher {
         }
         let topic = message.topic.clone();
         let attempt = message.attempt;
-        let call = async move { service.ready().await?.call(message).await };
-        match AssertUnwindSafe(call).catch_unwind().await {
+        let ready = match service.ready().await {
+            Ok(ready) => ready,
+            Err(e) => {
+                return self.failed(
+                    &topic,
+                    attempt,
+                    FailureKind::Retryable,
+                    e.to_string(),
+                    is_dead_letter,
+                )
+            }
+        };
+        // The message goes straight to the service (not through an async block, which would
+        // copy it into each future around it); a panic while the call starts (in an extractor,
+        // a layer) is caught like one while it runs.
+        let call = std::panic::catch_unwind(AssertUnwindSafe(|| ready.call(message)));
+        let outcome = match call {
+            Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+            Err(panic) => Err(panic),
+        };
+        match outcome {
             Ok(Ok(Outcome::Ok(reply))) => match self.kind {
                 RouteKind::Event => Settlement::Ack,
                 RouteKind::Request => self.reply(&topic, reply.unwrap_or_default()),

@@ -7,7 +7,7 @@
 //! KUMI_BENCH_NATS_URL=nats://127.0.0.1:4222 cargo bench -p kumi-nats --bench nats_vs_raw
 //! ```
 //!
-//! `KUMI_BENCH_ONLY=rr,events,js` (any subset) runs only those sections.
+//! `KUMI_BENCH_ONLY=rr,events,backlog,js` (any subset) runs only those sections.
 //!
 //! The benchmark starts its own `nats-server -js` on a free port with a temporary store and kills
 //! it at the end (`KUMI_BENCH_NATS_URL` uses an existing server instead; `KUMI_NATS_SERVER` names
@@ -27,7 +27,12 @@
 //!    consumer), consumed by a kumi event route (`Data<Order>`) or by a bare subscriber decoding
 //!    the same envelope and data; timed from the first publish to the last message handled. Best
 //!    of `KUMI_BENCH_ROUNDS` (default 3).
-//! 3. **JetStream**: the same messages pre-published into a stream once, then consumed and acked by
+//! 3. **Backlog**: the consumers alone. Up to 50000 of the same events are published while the
+//!    consumer is held back (a gate both sides check per message), until all of them sit in its
+//!    subscription buffer; then the gate opens and the consumer is timed with no publisher
+//!    running. On two CPUs the events table mostly measures who gets the CPU; this one measures
+//!    what each consumer costs per message. Best of `KUMI_BENCH_ROUNDS`.
+//! 4. **JetStream**: the same messages pre-published into a stream once, then consumed and acked by
 //!    a kumi JetStream route (bound to a durable pull consumer; concurrency 64, or 1) or by a bare
 //!    `consumer.messages()` loop acking each message (spawning under a 64-permit semaphore, or
 //!    inline), each from its own consumer with the same configuration (`max_ack_pending` 64, as
@@ -477,6 +482,37 @@ impl Sink {
     }
 }
 
+/// Holds handlers back until opened, so that a backlog builds up in the subscription first.
+struct Gate {
+    open: AtomicBool,
+    opened: Notify,
+}
+
+impl Gate {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            open: AtomicBool::new(false),
+            opened: Notify::new(),
+        })
+    }
+
+    /// Returns at once when open (one atomic load, on both sides), else waits for it.
+    async fn pass(&self) {
+        while !self.open.load(Ordering::Acquire) {
+            let opened = self.opened.notified();
+            if self.open.load(Ordering::Acquire) {
+                break;
+            }
+            opened.await;
+        }
+    }
+
+    fn open(&self) {
+        self.open.store(true, Ordering::Release);
+        self.opened.notify_waiters();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 1. Request/reply
 
@@ -752,10 +788,15 @@ struct EventService {
     sink: Arc<Sink>,
     concurrency: usize,
     jetstream: Option<JetStream>,
+    /// Set in the backlog runs.
+    gate: Option<Arc<Gate>>,
 }
 
 impl EventService {
     async fn on_order(self: Arc<Self>, Data(o): Data<Order>) -> Result<(), HandlerError> {
+        if let Some(gate) = &self.gate {
+            gate.pass().await;
+        }
         self.sink.hit(&o);
         Ok(())
     }
@@ -914,6 +955,7 @@ async fn kumi_events(
             sink: Arc::clone(&sink),
             concurrency,
             jetstream: None,
+            gate: None,
         },
     )
     .await;
@@ -1022,6 +1064,189 @@ async fn events(url: &str, suffix: &str, settings: &Settings) {
             raw.add(&raw_events(url, &publisher, &format!("{subject}.raw"), &prepared, mode).await);
             kumi.add(
                 &kumi_events(
+                    url,
+                    &publisher,
+                    &format!("{subject}.kumi"),
+                    &prepared,
+                    concurrency,
+                )
+                .await,
+            );
+        }
+        consume_row(label, n, &kumi, &raw, false);
+    }
+}
+
+/// Events in a backlog: at most this many (below the 65536 the subscription buffers).
+const BACKLOG: u64 = 50_000;
+
+/// Publishes `events` while the consumer is held at `gate`, waits until every one of them is in
+/// the consumer's subscription buffer, then opens the gate and times the consumer alone.
+async fn drain_backlog(
+    publisher: &async_nats::Client,
+    consumer_connection: &async_nats::Client,
+    subject: &str,
+    events: &[(HeaderMap, Bytes)],
+    sink: &Sink,
+    gate: &Gate,
+    who: &str,
+) -> Run {
+    // A probe on the consumer's connection, published after the events on the same publisher
+    // connection: the server keeps that order, so once it arrives every event is buffered.
+    let probe_subject = format!("{subject}.probe");
+    let mut probe = consumer_connection
+        .subscribe(probe_subject.clone())
+        .await
+        .unwrap_or_else(|e| panic!("probe subscription failed: {e}"));
+    sync_with_server(consumer_connection).await;
+    let subject = Subject::from(subject);
+    for (headers, body) in events {
+        publisher
+            .publish_with_headers(subject.clone(), headers.clone(), body.clone())
+            .await
+            .unwrap_or_else(|e| panic!("publish on '{subject}' failed: {e}"));
+    }
+    publisher
+        .publish(probe_subject, Bytes::new())
+        .await
+        .expect("probe publish");
+    publisher.flush().await.expect("flush publishes");
+    tokio::time::timeout(Duration::from_secs(30), probe.next())
+        .await
+        .expect("the backlog did not arrive within 30 s")
+        .expect("probe subscription closed");
+    let cpu = CpuTimer::start();
+    let start = Instant::now();
+    gate.open();
+    sink.wait(who, completion_limit(sink.target)).await;
+    Run {
+        elapsed: start.elapsed(),
+        handled: sink.seen(),
+        cpu: cpu.elapsed(),
+        redelivered: 0,
+    }
+}
+
+async fn kumi_backlog(
+    url: &str,
+    publisher: &async_nats::Client,
+    subject: &str,
+    events: &[(HeaderMap, Bytes)],
+    concurrency: usize,
+) -> Run {
+    let sink = Sink::new(events.len() as u64);
+    let gate = Gate::new();
+    let bus = kumi_bus(url).await;
+    let connection = bus.client().clone();
+    let app = start_app(
+        bus,
+        EventService {
+            subject: subject.to_owned(),
+            sink: Arc::clone(&sink),
+            concurrency,
+            jetstream: None,
+            gate: Some(Arc::clone(&gate)),
+        },
+    )
+    .await;
+    let run = drain_backlog(
+        publisher,
+        &connection,
+        subject,
+        events,
+        &sink,
+        &gate,
+        "kumi event route (backlog)",
+    )
+    .await;
+    stop_app(app).await;
+    run
+}
+
+async fn raw_backlog(
+    url: &str,
+    publisher: &async_nats::Client,
+    subject: &str,
+    events: &[(HeaderMap, Bytes)],
+    mode: RawMode,
+) -> Run {
+    let sink = Sink::new(events.len() as u64);
+    let gate = Gate::new();
+    let client = raw_connect(url).await;
+    let mut sub = client
+        .queue_subscribe(subject.to_owned(), "bench-events".to_owned())
+        .await
+        .unwrap_or_else(|e| panic!("raw subscriber: cannot subscribe to {subject}: {e}"));
+    let (consumer_sink, consumer_gate) = (Arc::clone(&sink), Arc::clone(&gate));
+    let consumer = tokio::spawn(async move {
+        let permits = Arc::new(Semaphore::new(CONCURRENCY));
+        while let Some(msg) = sub.next().await {
+            match mode {
+                RawMode::Inline => {
+                    consumer_gate.pass().await;
+                    consumer_sink.hit(&decode_order(&msg.payload));
+                }
+                RawMode::Spawn => {
+                    let permit = Arc::clone(&permits)
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore closed");
+                    let (sink, gate) = (Arc::clone(&consumer_sink), Arc::clone(&consumer_gate));
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        gate.pass().await;
+                        sink.hit(&decode_order(&msg.payload));
+                    });
+                }
+            }
+        }
+    });
+    let run = drain_backlog(
+        publisher,
+        &client,
+        subject,
+        events,
+        &sink,
+        &gate,
+        "raw subscriber (backlog)",
+    )
+    .await;
+    consumer.abort();
+    let _ = consumer.await;
+    run
+}
+
+/// The consumers alone: a backlog is buffered first, then handled with no publisher running, so
+/// the figures are the consumers' own cost, without competition for the two CPUs.
+async fn backlog(url: &str, suffix: &str, settings: &Settings) {
+    let n = settings.messages.min(BACKLOG);
+    let topic = format!("bench.bl.{suffix}");
+    let prepared = prepare_events(&topic, n);
+    let publisher = raw_connect(url).await;
+    println!();
+    println!(
+        "3) a backlog of {n} json-base events on core NATS, handled with no publisher running \
+         (the consumer's own cost), best of {} runs",
+        settings.rounds
+    );
+    consume_header();
+    let cases = [
+        ("route concurrency 1  | raw inline loop", 1, RawMode::Inline),
+        (
+            "route concurrency 64 | raw spawn+sem 64",
+            CONCURRENCY,
+            RawMode::Spawn,
+        ),
+    ];
+    for (case, (label, concurrency, mode)) in cases.into_iter().enumerate() {
+        let (mut kumi, mut raw) = (Best::new(), Best::new());
+        for round in 0..settings.rounds {
+            let subject = format!("{topic}.{case}.{round}");
+            raw.add(
+                &raw_backlog(url, &publisher, &format!("{subject}.raw"), &prepared, mode).await,
+            );
+            kumi.add(
+                &kumi_backlog(
                     url,
                     &publisher,
                     &format!("{subject}.kumi"),
@@ -1188,6 +1413,7 @@ async fn kumi_js(
                 .name(consumer_name)
                 .bind_only(),
         ),
+        gate: None,
     };
     let cpu = CpuTimer::start();
     let start = Instant::now();
@@ -1293,7 +1519,7 @@ async fn jetstream_consume(url: &str, suffix: &str, settings: &Settings) {
     drop(prepared);
     println!();
     println!(
-        "3) JetStream consume + ack, {n} messages pre-published into file stream {stream_name} \
+        "4) JetStream consume + ack, {n} messages pre-published into file stream {stream_name} \
          ({:.0} msg/s); one durable pull consumer per run, max_ack_pending {JS_MAX_ACK_PENDING}; \
          best of {} runs",
         rate(n, publish),
@@ -1356,6 +1582,9 @@ async fn run(url: &str, origin: &str, settings: &Settings) {
     }
     if settings.runs("events") {
         events(url, &suffix, settings).await;
+    }
+    if settings.runs("backlog") {
+        backlog(url, &suffix, settings).await;
     }
     if settings.runs("js") {
         jetstream_consume(url, &suffix, settings).await;

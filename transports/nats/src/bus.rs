@@ -49,6 +49,16 @@ struct Pending {
     attempt: u32,
 }
 
+impl Pending {
+    /// This attempt as the message a route dispatches.
+    fn message(&self) -> Message {
+        let mut message = Message::new(Arc::clone(&self.topic), self.msg.payload.clone());
+        headers::from_nats(self.msg.headers.as_ref(), &mut message);
+        message.attempt = self.attempt;
+        message
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) client: async_nats::Client,
     pub(crate) url: NatsUrl,
@@ -480,8 +490,9 @@ impl Inner {
         let mut service = route.dispatcher.service();
         let (retry_tx, mut retries) = tokio::sync::mpsc::unbounded_channel::<Pending>();
         let weak_retry = retry_tx.downgrade();
-        // Retries waiting out their backoff (sent back through `retries` when it ends); an atomic only
-        // because the future must be `Send`: this task alone touches it.
+        let mut retry_tx = Some(retry_tx);
+        // Retries waiting out their backoff (sent back through `retries` when it ends); an atomic
+        // only because the future must be `Send`: this task alone touches it.
         let waiting = AtomicUsize::new(0);
         let requeue = |retry: Pending, backoff: Backoff| {
             let Some(tx) = weak_retry.upgrade() else {
@@ -495,32 +506,44 @@ impl Inner {
             None
         };
         loop {
-            let next = if waiting.load(Ordering::Relaxed) == 0 {
-                reader.next_delivery(&self).await
-            } else {
-                tokio::select! {
+            let next = match (&retry_tx, waiting.load(Ordering::Relaxed)) {
+                (Some(_), 0) => reader.next_delivery(&self).await,
+                (Some(_), _) => tokio::select! {
                     biased;
                     Some(retry) = retries.recv() => {
                         waiting.fetch_sub(1, Ordering::Relaxed);
                         Some(retry)
                     }
                     m = reader.next_delivery(&self) => m,
+                },
+                (None, 0) => break,
+                (None, _) => match retries.recv().await {
+                    Some(retry) => {
+                        waiting.fetch_sub(1, Ordering::Relaxed);
+                        Some(retry)
+                    }
+                    // The backoff tasks were cancelled (the runtime is going away).
+                    None => break,
+                },
+            };
+            let Some(delivery) = next else {
+                // The subscription is done: only waiting retries are left, and any further
+                // retry runs in place (`requeue` finds no channel).
+                retry_tx = None;
+                continue;
+            };
+            let started = route.endpoint.as_ref().map(|_| Instant::now());
+            match route
+                .dispatcher
+                .dispatch_with(&mut service, delivery.message())
+                .await
+            {
+                Settlement::Ack => self.settle(),
+                other => {
+                    self.after_attempt(route, &mut service, delivery, other, started, &requeue)
+                        .await;
                 }
-            };
-            // The subscription is done: only waiting retries are left.
-            let Some(delivery) = next else { break };
-            self.deliver_until_settled(route, &mut service, delivery, &requeue)
-                .await;
-        }
-        // From here on retries run in place (`requeue` finds no channel).
-        drop(retry_tx);
-        while waiting.load(Ordering::Relaxed) > 0 {
-            let Some(retry) = retries.recv().await else {
-                break;
-            };
-            waiting.fetch_sub(1, Ordering::Relaxed);
-            self.deliver_until_settled(route, &mut service, retry, &requeue)
-                .await;
+            }
         }
     }
 
@@ -539,19 +562,37 @@ impl Inner {
             let route = Arc::clone(&route);
             self.tracker.spawn(async move {
                 let mut service = route.dispatcher.service();
+                let requeue = |retry: Pending, backoff: Backoff| {
+                    let Some(tx) = retry_tx.upgrade() else {
+                        return Some((retry, backoff));
+                    };
+                    inner.tracker.spawn(async move {
+                        backoff.wait().await;
+                        let _ = tx.send(retry).await;
+                    });
+                    None
+                };
                 while let Ok(delivery) = rx.recv().await {
-                    inner
-                        .deliver_until_settled(&route, &mut service, delivery, |retry, backoff| {
-                            let Some(tx) = retry_tx.upgrade() else {
-                                return Some((retry, backoff));
-                            };
-                            inner.tracker.spawn(async move {
-                                backoff.wait().await;
-                                let _ = tx.send(retry).await;
-                            });
-                            None
-                        })
-                        .await;
+                    let started = route.endpoint.as_ref().map(|_| Instant::now());
+                    match route
+                        .dispatcher
+                        .dispatch_with(&mut service, delivery.message())
+                        .await
+                    {
+                        Settlement::Ack => inner.settle(),
+                        other => {
+                            inner
+                                .after_attempt(
+                                    &route,
+                                    &mut service,
+                                    delivery,
+                                    other,
+                                    started,
+                                    &requeue,
+                                )
+                                .await;
+                        }
+                    }
                 }
             });
         }
@@ -570,28 +611,32 @@ impl Inner {
         self.settled.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Handles `delivery` until it is settled or handed to `requeue` with its backoff (a slot of
-    /// the route's [`RetrySlots`] is taken first: with none free, this worker waits). `requeue`
-    /// spawns the backoff and puts the message back into the route's queue after it, so that this
-    /// worker moves on. Once the queue is gone (the route is draining) `requeue` hands both back
-    /// (`Some`): the backoff then runs and the retry happens here.
-    async fn deliver_until_settled(
+    /// Settles an attempt that did not end in a plain ack (consumers handle that case
+    /// themselves, so that their per-message path awaits the dispatch alone). A retry takes a slot
+    /// of the route's [`RetrySlots`] (with none free, this worker waits) and goes to `requeue`
+    /// with its backoff: `requeue` spawns the backoff and puts the message back into the route's
+    /// queue after it, so that this worker moves on. Once the queue is gone (the route is
+    /// draining) `requeue` hands both back (`Some`): the backoff then runs and the retry happens
+    /// here, until the message is settled.
+    async fn after_attempt(
         &self,
         route: &Route,
         service: &mut RouteService,
         delivery: Pending,
+        settlement: Settlement,
+        started: Option<Instant>,
         requeue: impl Fn(Pending, Backoff) -> Option<(Pending, Backoff)>,
     ) {
-        match self.deliver(route, service, &delivery).await {
-            None => self.settle(),
+        if let Some(delay) = self
+            .settle_attempt(route, &delivery.msg, settlement, started)
+            .await
+        {
             // Boxed: the rare path keeps the per-message future small.
-            Some(delay) => {
-                Box::pin(self.retry_after(route, service, delivery, delay, requeue)).await;
-            }
+            Box::pin(self.retry_after(route, service, delivery, delay, requeue)).await;
         }
     }
 
-    /// The rest of [`Inner::deliver_until_settled`] after a failed attempt.
+    /// Retries `delivery` after `delay`, and again, until it is settled or requeued.
     async fn retry_after(
         &self,
         route: &Route,
@@ -610,32 +655,33 @@ impl Inner {
                     delivery = back;
                 }
             }
-            match self.deliver(route, service, &delivery).await {
-                None => {
-                    self.settle();
-                    return;
-                }
+            let started = route.endpoint.as_ref().map(|_| Instant::now());
+            let settlement = route
+                .dispatcher
+                .dispatch_with(service, delivery.message())
+                .await;
+            match self
+                .settle_attempt(route, &delivery.msg, settlement, started)
+                .await
+            {
+                None => return,
                 Some(next) => delay = next,
             }
         }
     }
 
-    /// One attempt at `delivery`: settles it (ack, reply, dead letter) or returns the delay after
-    /// which it is to be retried.
-    async fn deliver(
+    /// Carries out an attempt's settlement (ack, reply, dead letter), counting the message as
+    /// settled, or returns the delay after which it is to be retried. `started` times the attempt
+    /// for the ADR-32 STATS of endpoints.
+    async fn settle_attempt(
         &self,
         route: &Route,
-        service: &mut RouteService,
-        delivery: &Pending,
+        msg: &async_nats::Message,
+        settlement: Settlement,
+        started: Option<Instant>,
     ) -> Option<Duration> {
-        let msg = &delivery.msg;
-        let mut message = Message::new(Arc::clone(&delivery.topic), msg.payload.clone());
-        headers::from_nats(msg.headers.as_ref(), &mut message);
-        message.attempt = delivery.attempt;
-        // Timed for the ADR-32 STATS of endpoints only.
-        let started = route.endpoint.as_ref().map(|_| Instant::now());
-        match route.dispatcher.dispatch_with(service, message).await {
-            Settlement::Ack => None,
+        match settlement {
+            Settlement::Ack => {}
             Settlement::Reply(reply) => {
                 if let (Some(endpoint), Some(started)) = (&route.endpoint, started) {
                     endpoint.record(started.elapsed(), reply.error.as_ref());
@@ -643,9 +689,8 @@ impl Inner {
                 if route.kind == RouteKind::Request {
                     self.reply(msg, reply).await;
                 }
-                None
             }
-            Settlement::Retry { delay, .. } => Some(delay),
+            Settlement::Retry { delay, .. } => return Some(delay),
             Settlement::DeadLetter(dead) => {
                 let out = headers::dead_letter(&dead, msg);
                 if let Err(e) = self
@@ -658,9 +703,10 @@ impl Inner {
                         "nats: cannot publish dead letter: {e}"
                     );
                 }
-                None
             }
         }
+        self.settle();
+        None
     }
 
     async fn reply(&self, msg: &async_nats::Message, reply: Reply) {
