@@ -13,6 +13,9 @@
 //!
 //! Both run on the same runtime in the same process; each round is timed from the first publish
 //! to the last message handled. The best of several rounds is reported, with the ratio kumi/raw.
+//! The rows are then run again with the runner's logging installed (`KUMI_LOG`, default `info`),
+//! which records kumi's per-message spans; `KUMI_LOG=info,kumi::message=off` shows the cost
+//! without them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -215,17 +218,29 @@ fn main() {
         .expect("runtime");
     println!("in-memory pipeline vs bare tokio channel, {n} messages per round, best of {rounds}");
     println!(
-        "{:<28} {:>14} {:>14} {:>8}",
+        "{:<44} {:>14} {:>14} {:>8}",
         "scenario", "kumi msg/s", "raw msg/s", "ratio"
     );
-    for (label, concurrency) in [("1 consumer", 1usize), ("16 concurrent handlers", 16)] {
-        let mut best_kumi = Duration::MAX;
-        let mut best_raw = Duration::MAX;
-        for _ in 0..rounds {
-            best_raw = best_raw.min(rt.block_on(raw_round(n, concurrency)));
-            best_kumi = best_kumi.min(rt.block_on(kumi_round(n, concurrency)));
+    let rows = |suffix: &str| {
+        for (label, concurrency) in [("1 consumer", 1usize), ("16 concurrent handlers", 16)] {
+            let mut best_kumi = Duration::MAX;
+            let mut best_raw = Duration::MAX;
+            for _ in 0..rounds {
+                best_raw = best_raw.min(rt.block_on(raw_round(n, concurrency)));
+                best_kumi = best_kumi.min(rt.block_on(kumi_round(n, concurrency)));
+            }
+            let (k, r) = (rate(n, best_kumi), rate(n, best_raw));
+            let label = format!("{label}{suffix}");
+            println!("{label:<44} {k:>14.0} {r:>14.0} {:>8.2}", k / r);
         }
-        let (k, r) = (rate(n, best_kumi), rate(n, best_raw));
-        println!("{label:<28} {k:>14.0} {r:>14.0} {:>8.2}", k / r);
+    };
+    rows("");
+    // The same with the logging a service started by the runner has (KUMI_LOG, default `info`):
+    // the per-message spans are then recorded. `KUMI_LOG=info,kumi::message=off` drops them.
+    let mut config = kumi::runner::Config::default();
+    if let Ok(filter) = std::env::var("KUMI_LOG") {
+        config.log_level = filter;
     }
+    kumi::runner::init_logging(&config);
+    rows(&format!(", KUMI_LOG={}", config.log_level));
 }
