@@ -825,6 +825,16 @@ enum RawMode {
     Spawn,
 }
 
+/// The core NATS consume rows (sections 2 and 3): label, kumi route concurrency, raw consumer.
+const CORE_CASES: [(&str, usize, RawMode); 2] = [
+    ("route concurrency 1  | raw inline loop", 1, RawMode::Inline),
+    (
+        "route concurrency 64 | raw spawn+sem 64",
+        CONCURRENCY,
+        RawMode::Spawn,
+    ),
+];
+
 /// One timed consume run.
 struct Run {
     elapsed: Duration,
@@ -1049,15 +1059,7 @@ async fn events(url: &str, suffix: &str, settings: &Settings) {
          included, server excluded)"
     );
     consume_header();
-    let cases = [
-        ("route concurrency 1  | raw inline loop", 1, RawMode::Inline),
-        (
-            "route concurrency 64 | raw spawn+sem 64",
-            CONCURRENCY,
-            RawMode::Spawn,
-        ),
-    ];
-    for (case, (label, concurrency, mode)) in cases.into_iter().enumerate() {
+    for (case, &(label, concurrency, mode)) in CORE_CASES.iter().enumerate() {
         let (mut kumi, mut raw) = (Best::new(), Best::new());
         for round in 0..settings.rounds {
             let subject = format!("{topic}.{case}.{round}");
@@ -1230,15 +1232,7 @@ async fn backlog(url: &str, suffix: &str, settings: &Settings) {
         settings.rounds
     );
     consume_header();
-    let cases = [
-        ("route concurrency 1  | raw inline loop", 1, RawMode::Inline),
-        (
-            "route concurrency 64 | raw spawn+sem 64",
-            CONCURRENCY,
-            RawMode::Spawn,
-        ),
-    ];
-    for (case, (label, concurrency, mode)) in cases.into_iter().enumerate() {
+    for (case, &(label, concurrency, mode)) in CORE_CASES.iter().enumerate() {
         let (mut kumi, mut raw) = (Best::new(), Best::new());
         for round in 0..settings.rounds {
             let subject = format!("{topic}.{case}.{round}");

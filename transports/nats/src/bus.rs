@@ -532,18 +532,7 @@ impl Inner {
                 retry_tx = None;
                 continue;
             };
-            let started = route.endpoint.as_ref().map(|_| Instant::now());
-            match route
-                .dispatcher
-                .dispatch_with(&mut service, delivery.message())
-                .await
-            {
-                Settlement::Ack => self.settle(),
-                other => {
-                    self.after_attempt(route, &mut service, delivery, other, started, &requeue)
-                        .await;
-                }
-            }
+            self.handle(route, &mut service, delivery, &requeue).await;
         }
     }
 
@@ -573,26 +562,7 @@ impl Inner {
                     None
                 };
                 while let Ok(delivery) = rx.recv().await {
-                    let started = route.endpoint.as_ref().map(|_| Instant::now());
-                    match route
-                        .dispatcher
-                        .dispatch_with(&mut service, delivery.message())
-                        .await
-                    {
-                        Settlement::Ack => inner.settle(),
-                        other => {
-                            inner
-                                .after_attempt(
-                                    &route,
-                                    &mut service,
-                                    delivery,
-                                    other,
-                                    started,
-                                    &requeue,
-                                )
-                                .await;
-                        }
-                    }
+                    inner.handle(&route, &mut service, delivery, &requeue).await;
                 }
             });
         }
@@ -611,8 +581,31 @@ impl Inner {
         self.settled.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Settles an attempt that did not end in a plain ack (consumers handle that case
-    /// themselves, so that their per-message path awaits the dispatch alone). A retry takes a slot
+    /// Runs one delivery through the route and settles it: an ack right here, anything else in
+    /// [`after_attempt`](Self::after_attempt).
+    async fn handle(
+        &self,
+        route: &Route,
+        service: &mut RouteService,
+        delivery: Pending,
+        requeue: impl Fn(Pending, Backoff) -> Option<(Pending, Backoff)>,
+    ) {
+        let started = route.endpoint.as_ref().map(|_| Instant::now());
+        match route
+            .dispatcher
+            .dispatch_with(service, delivery.message())
+            .await
+        {
+            Settlement::Ack => self.settle(),
+            other => {
+                self.after_attempt(route, service, delivery, other, started, requeue)
+                    .await;
+            }
+        }
+    }
+
+    /// Settles an attempt that did not end in a plain ack ([`handle`](Self::handle) settles
+    /// that case itself, so that the per-message path awaits the dispatch alone). A retry takes a slot
     /// of the route's [`RetrySlots`] (with none free, this worker waits) and goes to `requeue`
     /// with its backoff: `requeue` spawns the backoff and puts the message back into the route's
     /// queue after it, so that this worker moves on. Once the queue is gone (the route is
