@@ -68,14 +68,7 @@ impl<S: Service> ServiceEntry for Entry<S> {
         let layers = router.service_layers();
         let mut routes = Vec::new();
         subscribe_all(bus, router, service, &client, &mut routes).await?;
-        service.started(&client).await.map_err(|e| {
-            Error::new(
-                ErrorKind::Lifecycle,
-                format!("service '{name}': started hook failed"),
-            )
-            .with_source(e)
-        })?;
-        let hooks: Arc<dyn StopHooks> = Arc::new(Hooks(Arc::clone(service), client.clone()));
+        let hooks: Arc<dyn LifecycleHooks> = Arc::new(Hooks(Arc::clone(service), client.clone()));
         Ok(StartedService {
             name,
             client,
@@ -87,8 +80,10 @@ impl<S: Service> ServiceEntry for Entry<S> {
     }
 }
 
+/// The lifecycle hooks that run after a service's routes started.
 #[async_trait]
-trait StopHooks: Send + Sync {
+trait LifecycleHooks: Send + Sync {
+    async fn started(&self) -> Result<()>;
     async fn stopping(&self);
     async fn stopped(&self);
 }
@@ -96,7 +91,16 @@ trait StopHooks: Send + Sync {
 struct Hooks<S>(Arc<S>, Client);
 
 #[async_trait]
-impl<S: Service> StopHooks for Hooks<S> {
+impl<S: Service> LifecycleHooks for Hooks<S> {
+    async fn started(&self) -> Result<()> {
+        self.0.started(&self.1).await.map_err(|e| {
+            Error::new(
+                ErrorKind::Lifecycle,
+                format!("service '{}': started hook failed", self.0.name()),
+            )
+            .with_source(e)
+        })
+    }
     async fn stopping(&self) {
         if let Err(e) = self.0.stopping(&self.1).await {
             tracing::error!(service = self.0.name(), error = %e, "stopping hook failed");
@@ -128,12 +132,15 @@ struct StartedService {
     name: String,
     client: Client,
     routes: Vec<RouteSummary>,
-    hooks: Arc<dyn StopHooks>,
+    hooks: Arc<dyn LifecycleHooks>,
     /// The service itself (an `Arc<S>`), for routes added after start.
     service: Arc<dyn Any + Send + Sync>,
     /// Its service-wide layers, which wrap routes added after start too.
     layers: Vec<WrapService>,
 }
+
+/// A callback of [`App::on_listening`].
+type OnListening = Box<dyn FnOnce(&RunningApp) + Send>;
 
 /// Services to start on one bus, with the non-bus transports (HTTP, schedules...) they use.
 pub struct App {
@@ -142,6 +149,7 @@ pub struct App {
     bus_url: String,
     connectors: Connectors,
     transports: Vec<SharedTransport>,
+    on_listening: Option<OnListening>,
 }
 
 impl fmt::Debug for App {
@@ -162,6 +170,7 @@ impl Default for App {
             bus_url: "memory://".to_owned(),
             connectors: Connectors::default(),
             transports: Vec::new(),
+            on_listening: None,
         }
     }
 }
@@ -211,8 +220,27 @@ impl App {
         self
     }
 
-    /// Connects the bus and starts every service (hooks, then routes) in order. On failure,
-    /// whatever started is shut down again and the error names the service and route at fault.
+    /// Calls `f` during [`start`](Self::start) once every route listens and every transport
+    /// started, before the services' `started` hooks run and before the process reports ready
+    /// (and so before a schedule's run at start). The runner prints its banner here, so that
+    /// what the hooks and first runs log comes after it. Several calls add callbacks, called in
+    /// order.
+    pub fn on_listening(mut self, f: impl FnOnce(&RunningApp) + Send + 'static) -> Self {
+        let earlier = self.on_listening.take();
+        self.on_listening = Some(Box::new(move |running| {
+            if let Some(earlier) = earlier {
+                earlier(running);
+            }
+            f(running);
+        }));
+        self
+    }
+
+    /// Connects the bus and starts the app, in this order: each service's `starting` hook and
+    /// routes (service by service), the transports, [`on_listening`](Self::on_listening), each
+    /// service's `started` hook (so a hook can publish to any service's routes), and then the
+    /// process reports ready ([`Health::started`]). On failure, whatever started is shut down
+    /// again and the error names the service and route at fault.
     pub async fn start(self) -> Result<RunningApp> {
         if self.services.is_empty() {
             return Err(Error::config(
@@ -264,23 +292,39 @@ impl App {
             }
         }
         if let Some(e) = failure {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            for t in &self.transports {
-                let _ = t.shutdown(deadline).await;
-            }
-            let _ = bus.shutdown(deadline).await;
+            abort(&self.transports, &bus).await;
             return Err(e);
         }
-        health.set_started();
-        Ok(RunningApp {
+        let running = RunningApp {
             client: Client::new(Arc::clone(&bus)),
             bus,
             services: started,
             transports: self.transports,
             transport_lines,
             health,
-        })
+        };
+        if let Some(f) = self.on_listening {
+            f(&running);
+        }
+        for s in &running.services {
+            if let Err(e) = s.hooks.started().await {
+                abort(&running.transports, &running.bus).await;
+                return Err(e);
+            }
+        }
+        running.health.set_started();
+        Ok(running)
     }
+}
+
+/// Undoes a start that failed: the transports and the bus stop (no hooks run), with a short
+/// deadline for what they already took in.
+async fn abort(transports: &[SharedTransport], bus: &SharedBus) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for t in transports {
+        let _ = t.shutdown(deadline).await;
+    }
+    let _ = bus.shutdown(deadline).await;
 }
 
 /// Services running on a bus.

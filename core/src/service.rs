@@ -63,7 +63,9 @@ pub trait Service: Send + Sync + Sized + 'static {
         Ok(())
     }
 
-    /// Runs once every route of the service is consuming. An error aborts startup.
+    /// Runs once every route of every service in the app listens and the transports (HTTP,
+    /// schedules...) started, before the process reports ready: a hook may publish to any
+    /// service's routes. An error aborts startup.
     async fn started(&self, _client: &Client) -> Result<(), BoxError> {
         Ok(())
     }

@@ -4,8 +4,8 @@
 //! A transport crate adds its own route builders to [`Router`](crate::Router) through an extension
 //! trait and keeps what they register in [`Router::extensions_mut`](crate::Router::extensions_mut).
 //! When a service starts, the [`App`](crate::App) hands each transport that service's extensions
-//! and a [`ServiceHandle`]; once every service started, it starts the transports, then marks the
-//! process ready. On shutdown it marks it draining and stops transports and bus together.
+//! and a [`ServiceHandle`]; once every service's routes started, it starts the transports, runs
+//! the services' `started` hooks, then marks the process ready. On shutdown it marks it draining and stops transports and bus together.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -80,7 +80,7 @@ pub trait Transport: Send + Sync + 'static {
 pub type SharedTransport = Arc<dyn Transport>;
 
 struct HealthState {
-    started: AtomicBool,
+    started: tokio::sync::watch::Sender<bool>,
     draining: AtomicBool,
     not_ready: Mutex<BTreeMap<String, String>>,
     stop_requested: tokio::sync::watch::Sender<Option<String>>,
@@ -89,7 +89,7 @@ struct HealthState {
 impl Default for HealthState {
     fn default() -> Self {
         Self {
-            started: AtomicBool::new(false),
+            started: tokio::sync::watch::channel(false).0,
             draining: AtomicBool::new(false),
             not_ready: Mutex::new(BTreeMap::new()),
             stop_requested: tokio::sync::watch::channel(None).0,
@@ -118,7 +118,16 @@ impl Health {
 
     /// Marks startup complete.
     pub fn set_started(&self) {
-        self.0.started.store(true, Ordering::Release);
+        self.0.started.send_replace(true);
+    }
+
+    /// Completes once startup is complete: every route listens, every transport started, the
+    /// banner is out and the services' `started` hooks ran. A transport that starts work of its
+    /// own at startup (a schedule's run at start) waits for this first.
+    pub async fn started(&self) {
+        let mut rx = self.0.started.subscribe();
+        // The sender lives as long as `self`: this cannot fail.
+        let _ = rx.wait_for(|started| *started).await;
     }
 
     /// Marks the process draining (no longer ready).
@@ -174,7 +183,7 @@ impl Health {
     /// `Ok` when ready; otherwise what is not ready, one entry per component.
     pub fn readiness(&self) -> std::result::Result<(), Vec<String>> {
         let mut reasons = Vec::new();
-        if !self.0.started.load(Ordering::Acquire) {
+        if !*self.0.started.borrow() {
             reasons.push("starting: not every service and transport has started".to_owned());
         }
         if self.is_draining() {

@@ -114,7 +114,8 @@ impl Runner {
             return ExitCode::from(EXIT_CONFIG);
         }
         init_logging(&config);
-        let mut app = self.app.bus_url(config.bus.clone());
+        // The banner comes before the services' started hooks and first scheduled runs log.
+        let mut app = self.app.bus_url(config.bus.clone()).on_listening(banner);
         if let Some(c) = self.connectors {
             app = app.connectors(c);
         }
@@ -138,7 +139,6 @@ impl Runner {
                 });
             }
         };
-        banner(&running);
         tokio::select! {
             () = stop => {}
             () = signals.next() => {}
@@ -153,11 +153,11 @@ impl Runner {
         tokio::select! {
             report = running.shutdown(config.drain_timeout) => match report {
                 Ok(r) if r.abandoned == 0 => {
-                    tracing::info!(settled = r.settled, "stopped cleanly");
+                    tracing::info!(settled_in_drain = r.settled, "stopped cleanly");
                     ExitCode::SUCCESS
                 }
                 Ok(r) => {
-                    tracing::error!(settled = r.settled, abandoned = r.abandoned, "drain deadline passed with work in flight");
+                    tracing::error!(settled_in_drain = r.settled, abandoned = r.abandoned, "drain deadline passed with work in flight");
                     ExitCode::FAILURE
                 }
                 Err(e) => {

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use futures_util::FutureExt as _;
 use kumi_core::bus::DrainReport;
 use kumi_core::outcome::FailureKind;
+use kumi_core::transport::Health;
 use kumi_core::Outcome;
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
@@ -118,12 +119,23 @@ impl Job {
     }
 
     /// Runs the schedule until shutdown (or until a one-shot ran), then drains its runs.
-    pub(crate) async fn run(self, start: Cursor, mut stop: StopSignal) -> DrainReport {
+    pub(crate) async fn run(
+        self,
+        start: Cursor,
+        mut stop: StopSignal,
+        health: Health,
+    ) -> DrainReport {
         let mut runs = JoinSet::new();
         if stop.borrow_and_update().is_some() {
             return DrainReport::default();
         }
         if self.immediately {
+            // The run at start waits for the app to finish starting (banner out, hooks run).
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return DrainReport::default(),
+                () = health.started() => {}
+            }
             self.fire(
                 &mut runs,
                 Tick::new(Arc::clone(&self.route), start.wall)

@@ -158,7 +158,7 @@ impl Transport for ScheduleTransport {
         Ok(())
     }
 
-    async fn start(&self, _health: Health) -> Result<Vec<String>> {
+    async fn start(&self, health: Health) -> Result<Vec<String>> {
         let mut state = self.state();
         let jobs = std::mem::take(&mut state.pending);
         let start = Cursor::now();
@@ -194,7 +194,9 @@ impl Transport for ScheduleTransport {
                 job.trigger, job.timezone, job.route
             ));
             let stop = self.stop.subscribe();
-            state.loops.push(tokio::spawn(job.run(start, stop)));
+            state
+                .loops
+                .push(tokio::spawn(job.run(start, stop, health.clone())));
         }
         Ok(lines)
     }
