@@ -64,6 +64,14 @@ impl Service for Api {
             .group("custom-q");
         router.request("api.all", Self::get).name("all").broadcast();
         router.subscribe("api.events", Self::event);
+        router
+            .request("api.endpoint-q", Self::get)
+            .name("endpoint-q")
+            .option(Endpoint::new().queue_group("ep-q"));
+        router
+            .request("api.endpoint-none", Self::get)
+            .name("endpoint-none")
+            .option(Endpoint::new().no_queue_group());
     }
 }
 
@@ -85,12 +93,12 @@ async fn start(
         .await
 }
 
-/// Sends a request on `subject` and collects every reply for a short while.
+/// Sends a request (`{}`) on `subject` and collects every reply for a short while.
 async fn collect(client: &async_nats::Client, subject: &str) -> Vec<Value> {
     let inbox = client.new_inbox();
     let mut sub = client.subscribe(inbox.clone()).await.unwrap();
     client
-        .publish_with_reply(subject.to_owned(), inbox, "".into())
+        .publish_with_reply(subject.to_owned(), inbox, "{}".into())
         .await
         .unwrap();
     client.flush().await.unwrap();
@@ -147,6 +155,12 @@ async fn discovery_answers_on_all_subject_forms_with_exact_shapes() {
 
     let infos = collect(client, "$SRV.INFO.orders-api").await;
     assert_eq!(infos.len(), 2);
+    assert_eq!(collect(client, "$SRV.INFO").await.len(), 2);
+    let info_by_id = collect(client, &format!("$SRV.INFO.orders-api.{one}")).await;
+    assert_eq!(info_by_id.len(), 1);
+    assert_eq!(info_by_id[0]["id"], one.as_str());
+    assert_eq!(collect(client, "$SRV.STATS").await.len(), 2);
+    assert_eq!(collect(client, "$SRV.STATS.orders-api").await.len(), 2);
     for i in &infos {
         assert_eq!(
             keys(i),
@@ -169,6 +183,8 @@ async fn discovery_answers_on_all_subject_forms_with_exact_shapes() {
                 {"name": "count", "subject": "api.stats.count", "queue_group": "q", "metadata": {"unit": "orders"}},
                 {"name": "custom", "subject": "api.custom", "queue_group": "custom-q", "metadata": {}},
                 {"name": "all", "subject": "api.all", "metadata": {}},
+                {"name": "endpoint-q", "subject": "api.endpoint-q", "queue_group": "ep-q", "metadata": {}},
+                {"name": "endpoint-none", "subject": "api.endpoint-none", "metadata": {}},
             ]),
             "endpoints in registration order; event routes are not endpoints"
         );
@@ -251,6 +267,19 @@ async fn discovery_answers_on_all_subject_forms_with_exact_shapes() {
         assert!(total > 0);
         assert_eq!(avg, total / n);
     }
+
+    // A queue group (the default or a named one) answers once; without one, every instance does.
+    for (subject, answers) in [
+        ("api.orders.get", 1),
+        ("api.custom", 1),
+        ("api.endpoint-q", 1),
+        ("api.all", 2),
+        ("api.endpoint-none", 2),
+    ] {
+        let replies = collect(client, subject).await;
+        assert_eq!(replies.len(), answers, "{subject}: {replies:?}");
+        assert!(replies.iter().all(|r| r["got"] == json!({})), "{replies:?}");
+    }
     app1.shutdown(Duration::from_secs(5)).await.unwrap();
     app2.shutdown(Duration::from_secs(5)).await.unwrap();
 }
@@ -304,7 +333,7 @@ async fn errors_carry_adr32_headers_and_count_in_stats_until_reset() {
     assert_eq!(s["num_requests"], 3);
     assert_eq!(s["num_errors"], 2);
     assert!(s["last_error"].as_str().unwrap().starts_with("400:"), "{s}");
-    assert_eq!(nats.reset_stats("errs"), 4);
+    assert_eq!(nats.reset_stats("errs"), 6);
     let s = &collect(client, "$SRV.STATS.errs").await[0]["endpoints"][0];
     assert_eq!(
         (
@@ -337,30 +366,67 @@ async fn invalid_names_and_versions_are_startup_errors() {
     );
 }
 
+/// One endpoint that handles a request at a time.
+struct OneAtATime;
+
+impl OneAtATime {
+    async fn work(self: Arc<Self>, Data(v): Data<Value>) -> Result<Value, HandlerError> {
+        let ms = v["sleep_ms"].as_u64().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(json!({"done": v["n"]}))
+    }
+}
+
+impl Service for OneAtATime {
+    fn name(&self) -> &str {
+        "drainer"
+    }
+    fn routes(&self, router: &mut Router<Self>) {
+        router.request("slow.work", Self::work).concurrency(1);
+    }
+}
+
 #[tokio::test]
-async fn stop_answers_a_request_sent_just_before() {
+async fn stop_answers_requests_sent_just_before() {
     let server = nats_server::NatsServer::start();
     let (nats, bus) = nats_bus(&server).await;
-    let app = start(&bus, "drainer", "1.0.0").await.unwrap();
-    let client = nats.client().clone();
-    let pending = tokio::spawn(async move {
-        client
-            .request(
-                "api.orders.get",
-                serde_json::to_vec(&json!({"sleep_ms": 300}))
-                    .unwrap()
-                    .into(),
-            )
-            .await
-    });
+    let app = App::new()
+        .bus(bus)
+        .service(OneAtATime)
+        .start()
+        .await
+        .unwrap();
+    let (requester, _) = nats_bus(&server).await;
+    // One request in the handler, four queued behind it (the endpoint runs one at a time): stop
+    // must finish reading the subscription, not only wait for the handler that is running.
+    let mut pending = Vec::new();
+    for n in 0..5u64 {
+        let client = requester.client().clone();
+        let body = json!({"n": n, "sleep_ms": if n == 0 { 300 } else { 20 }});
+        pending.push(tokio::spawn(async move {
+            client
+                .request("slow.work", serde_json::to_vec(&body).unwrap().into())
+                .await
+        }));
+        if n == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    requester.client().flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let report = app.shutdown(Duration::from_secs(5)).await.unwrap();
     assert_eq!(report.abandoned, 0);
-    let reply = pending.await.unwrap().expect("answered during drain");
-    assert_eq!(
-        serde_json::from_slice::<Value>(&reply.payload).unwrap()["got"]["sleep_ms"],
-        300
-    );
+    for (n, reply) in pending.into_iter().enumerate() {
+        let reply = reply
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("request {n} not answered during drain: {e}"));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&reply.payload).unwrap()["done"],
+            n
+        );
+    }
+    drop(nats);
 }
 
 /// A service whose endpoint's stats handler panics.
@@ -421,7 +487,17 @@ async fn an_endpoint_added_after_start_joins_info_stats_and_answers() {
             .collect()
     };
     let before = collect(client, "$SRV.INFO.late-api").await;
-    assert_eq!(names(&before[0]), ["get", "count", "custom", "all"]);
+    assert_eq!(
+        names(&before[0]),
+        [
+            "get",
+            "count",
+            "custom",
+            "all",
+            "endpoint-q",
+            "endpoint-none"
+        ]
+    );
     // Not served yet: the server says so.
     let refused = client
         .request("tenants.acme.lookup", "{}".into())
@@ -443,13 +519,24 @@ async fn an_endpoint_added_after_start_joins_info_stats_and_answers() {
         .unwrap();
     assert_eq!(added.len(), 1);
     assert_eq!(added[0].name, "late-api.acme");
-    assert_eq!(app.routes().count(), 6);
+    assert_eq!(app.routes().count(), 8);
 
     let after = collect(client, "$SRV.INFO.late-api").await;
     assert_eq!(after.len(), 1);
-    assert_eq!(names(&after[0]), ["get", "count", "custom", "all", "acme"]);
     assert_eq!(
-        after[0]["endpoints"][4],
+        names(&after[0]),
+        [
+            "get",
+            "count",
+            "custom",
+            "all",
+            "endpoint-q",
+            "endpoint-none",
+            "acme"
+        ]
+    );
+    assert_eq!(
+        after[0]["endpoints"][6],
         json!({"name": "acme", "subject": "tenants.acme.lookup", "queue_group": "q",
                "metadata": {"tenant": "acme"}})
     );
@@ -467,8 +554,8 @@ async fn an_endpoint_added_after_start_joins_info_stats_and_answers() {
         );
     }
     let stats = collect(client, "$SRV.STATS.late-api").await;
-    assert_eq!(stats[0]["endpoints"][4]["name"], "acme");
-    assert_eq!(stats[0]["endpoints"][4]["num_requests"], 3);
+    assert_eq!(stats[0]["endpoints"][6]["name"], "acme");
+    assert_eq!(stats[0]["endpoints"][6]["num_requests"], 3);
     assert_eq!(stats[0]["endpoints"][0]["num_requests"], 0);
 
     let wrong_type = app
@@ -494,4 +581,64 @@ async fn an_endpoint_added_after_start_joins_info_stats_and_answers() {
         "{unknown}"
     );
     app.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// One request route, as given: for the validation cases.
+struct OneRoute {
+    topic: &'static str,
+    name: Option<&'static str>,
+    group: Option<&'static str>,
+}
+
+impl OneRoute {
+    async fn get(self: Arc<Self>) -> Result<Value, HandlerError> {
+        Ok(json!({}))
+    }
+}
+
+impl Service for OneRoute {
+    fn name(&self) -> &str {
+        "one-route"
+    }
+    fn routes(&self, router: &mut Router<Self>) {
+        let mut route = router.request(self.topic, Self::get);
+        if let Some(name) = self.name {
+            route = route.name(name);
+        }
+        if let Some(group) = self.group {
+            route.option(Endpoint::new().group(group));
+        }
+    }
+}
+
+#[tokio::test]
+async fn invalid_subjects_groups_and_endpoint_names_are_startup_errors() {
+    let server = nats_server::NatsServer::start();
+    let cases = [
+        (("orders.#", None, None), ["'orders.#'", "no '#' wildcard"]),
+        (("orders..get", None, None), ["'orders..get'", "empty"]),
+        (
+            ("orders.get", Some("get order"), None),
+            ["'get order'", "not valid for NATS"],
+        ),
+        (
+            ("orders.get", None, Some("api..v1")),
+            ["'api..v1.orders.get'", "empty"],
+        ),
+    ];
+    for ((topic, name, group), needles) in cases {
+        let (_n, bus) = nats_bus(&server).await;
+        let e = App::new()
+            .bus(bus)
+            .service(OneRoute { topic, name, group })
+            .start()
+            .await
+            .expect_err("an invalid route does not start");
+        assert_eq!(e.kind(), kumi::ErrorKind::Config, "{e}");
+        let text = e.to_string();
+        assert!(
+            needles.iter().all(|n| text.contains(n)),
+            "{topic} {name:?} {group:?}: {text}"
+        );
+    }
 }
