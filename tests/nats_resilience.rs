@@ -260,6 +260,126 @@ async fn authentication_and_clear_errors() {
 }
 
 #[tokio::test]
+async fn token_and_nkey_authentication() {
+    let server = nats_server::NatsServer::start_with(&["--auth", "t0ken"]);
+    for url in [
+        server.url().replace("nats://", "nats://t0ken@"),
+        format!("{}?token=t0ken", server.url()),
+    ] {
+        let bus = kumi::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(
+            !bus.url().contains("t0ken"),
+            "token never shown: {}",
+            bus.url()
+        );
+        bus.shutdown(Instant::now() + Duration::from_secs(1))
+            .await
+            .unwrap();
+    }
+    let err = kumi::connect(&format!("{}?token=wrong", server.url()))
+        .await
+        .err()
+        .expect("a wrong token fails");
+    assert_eq!(err.kind(), kumi::ErrorKind::Connect, "{err}");
+    assert!(!err.to_string().contains("wrong"), "{err}");
+
+    let user = nkeys::KeyPair::new_user();
+    let config = std::env::temp_dir().join(format!("kumi-nkey-{}.conf", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\n",
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let server = nats_server::NatsServer::start_with(&["-c", config.to_str().unwrap()]);
+    let seed = user.seed().unwrap();
+    let bus = kumi::connect(&format!("{}?nkey={seed}", server.url()))
+        .await
+        .expect("the nkey's seed signs the server's nonce");
+    assert!(
+        !bus.url().contains(&seed),
+        "seed never shown: {}",
+        bus.url()
+    );
+    let other = nkeys::KeyPair::new_user().seed().unwrap();
+    let err = kumi::connect(&format!("{}?nkey={other}", server.url()))
+        .await
+        .err()
+        .expect("an unknown nkey fails");
+    assert_eq!(err.kind(), kumi::ErrorKind::Connect, "{err}");
+    let missing = kumi::connect(&format!("{}?creds=/nonexistent/app.creds", server.url()))
+        .await
+        .err()
+        .expect("a missing credentials file fails");
+    assert!(
+        missing
+            .to_string()
+            .contains("cannot read credentials file /nonexistent/app.creds"),
+        "{missing}"
+    );
+    let _ = std::fs::remove_file(config);
+}
+
+/// The connection's name as the server's monitoring endpoint lists it.
+async fn connection_names(monitor_port: u16) -> Vec<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", monitor_port))
+        .await
+        .expect("monitoring port");
+    stream
+        .write_all(b"GET /connz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let body = &response[response.find("\r\n\r\n").expect("HTTP response") + 4..];
+    let connz: serde_json::Value = serde_json::from_str(body).expect("connz JSON");
+    connz["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_connection_is_named_after_the_services_and_their_instance_id() {
+    let monitor_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = nats_server::NatsServer::start_with(&["-m", &monitor_port.to_string()]);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let app = kumi::App::new()
+        .connectors(kumi::connectors())
+        .bus_url(server.url())
+        .service(Sink {
+            tx,
+            durable: false,
+            work_ms: 0,
+            core: false,
+        })
+        .start()
+        .await
+        .expect("start");
+    let id = app
+        .identities()
+        .next()
+        .expect("one service")
+        .instance_id
+        .clone();
+    let names = connection_names(monitor_port).await;
+    let expected = format!("sink-{id}");
+    assert!(names.contains(&expected), "{expected} in {names:?}");
+    app.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
 async fn bare_json_clients_interoperate_with_raw_routes() {
     struct Raw(mpsc::UnboundedSender<serde_json::Value>);
     impl Raw {

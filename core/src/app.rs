@@ -26,6 +26,7 @@ trait ServiceEntry: Send + Sync {
         &self,
         bus: &SharedBus,
         transports: &[SharedTransport],
+        instance_id: &str,
     ) -> Result<StartedService>;
 }
 
@@ -41,10 +42,12 @@ impl<S: Service> ServiceEntry for Entry<S> {
         &self,
         bus: &SharedBus,
         transports: &[SharedTransport],
+        instance_id: &str,
     ) -> Result<StartedService> {
         let service = &self.0;
         let name = service.name().to_owned();
         let mut identity = Identity::new(name.clone()).with_version(service.version());
+        identity.instance_id = instance_id.to_owned();
         identity.description = service.description().to_owned();
         identity.metadata = service.metadata();
         let client = Client::with_identity(Arc::clone(bus), identity);
@@ -255,13 +258,16 @@ impl App {
                 w[0]
             )));
         }
-        crate::identity::set_connection_label(
+        // One instance id for the app's services, also in its broker connections' names.
+        let instance_id = crate::identity::new_instance_id();
+        crate::identity::set_connection_label(format!(
+            "{}-{instance_id}",
             self.services
                 .iter()
                 .map(|s| s.name())
                 .collect::<Vec<_>>()
-                .join("+"),
-        );
+                .join("+")
+        ));
         let bus = match self.bus {
             Some(bus) => bus,
             None => self.connectors.connect(&self.bus_url).await?,
@@ -272,7 +278,7 @@ impl App {
         let mut transport_lines = Vec::new();
         let mut failure = None;
         for entry in &self.services {
-            match entry.start(&bus, &self.transports).await {
+            match entry.start(&bus, &self.transports, &instance_id).await {
                 Ok(s) => started.push(s),
                 Err(e) => {
                     failure = Some(e);
@@ -364,6 +370,13 @@ impl RunningApp {
     /// The bus.
     pub fn bus(&self) -> &SharedBus {
         &self.bus
+    }
+
+    /// The running services' identities (name, version, instance id), in the order they were
+    /// added. The services of one app share an instance id, which also names its broker
+    /// connections (`<service names>-<instance id>`).
+    pub fn identities(&self) -> impl Iterator<Item = &Identity> {
+        self.services.iter().map(|s| s.client.identity())
     }
 
     /// Every running route, service by service.

@@ -45,9 +45,10 @@ impl fmt::Debug for Identity {
 
 static CONNECTION_LABEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// Names this process's broker connections (once; later calls are ignored). The app sets it to
-/// its services' names before it connects, so brokers list connections as
-/// `<service>-<instance id>`.
+/// Names this process's broker connections (once; later calls are ignored). The app sets it,
+/// before it connects, to `<service names>-<instance id>` with the instance id its services
+/// report (NATS `$SRV` discovery shows the same id), so a connection listed by the broker can be
+/// matched to its service instance.
 pub fn set_connection_label(label: impl Into<String>) {
     let _ = CONNECTION_LABEL.set(label.into());
 }
@@ -55,6 +56,23 @@ pub fn set_connection_label(label: impl Into<String>) {
 /// The label set by [`set_connection_label`], if any.
 pub fn connection_label() -> Option<&'static str> {
     CONNECTION_LABEL.get().map(String::as_str)
+}
+
+/// The name for a new broker connection: the [`connection_label`] when an app set it (the usual
+/// case), else `<program>-<new instance id>`.
+pub fn connection_name() -> String {
+    if let Some(label) = connection_label() {
+        return label.to_owned();
+    }
+    let program = std::env::args()
+        .next()
+        .and_then(|p| {
+            std::path::Path::new(&p)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "kumi".to_owned());
+    format!("{program}-{}", new_instance_id())
 }
 
 /// A NUID-like id: 22 characters of `[0-9A-Za-z]` from 128 random bits (also a valid NATS

@@ -85,15 +85,7 @@ impl std::fmt::Debug for AmqpBus {
 }
 
 fn default_connection_name() -> String {
-    let program = std::env::args()
-        .next()
-        .and_then(|p| {
-            std::path::Path::new(&p)
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-        })
-        .unwrap_or_else(|| "kumi".to_owned());
-    format!("{program}-{}", kumi_core::identity::new_instance_id())
+    kumi_core::identity::connection_name()
 }
 
 pub(crate) fn lapin_error(kind: ErrorKind, what: String, e: lapin::Error) -> Error {

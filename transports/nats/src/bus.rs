@@ -100,19 +100,9 @@ fn ensure_crypto_provider() {
 }
 
 /// `<service names>-<instance id>` when an app set the label (the usual case), else
-/// `<program>-<instance id>`.
+/// `<program>-<instance id>` ([`kumi_core::identity::connection_name`]).
 fn default_connection_name() -> String {
-    let label = kumi_core::identity::connection_label()
-        .map(str::to_owned)
-        .or_else(|| {
-            std::env::args().next().and_then(|p| {
-                std::path::Path::new(&p)
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-            })
-        })
-        .unwrap_or_else(|| "kumi".to_owned());
-    format!("{label}-{}", kumi_core::identity::new_instance_id())
+    kumi_core::identity::connection_name()
 }
 
 impl NatsBus {
@@ -798,7 +788,7 @@ impl Bus for NatsBus {
                     (Delivery::Group(_), false) => Some(DEFAULT_QUEUE_GROUP.to_owned()),
                 },
             };
-            let endpoint = Registry::add_endpoint(
+            let endpoint = Registry::new_endpoint(
                 &service,
                 &sub.name,
                 &subject,
@@ -839,6 +829,9 @@ impl Bus for NatsBus {
             )
             .with_source(e)
         })?;
+        if let Some(endpoint) = &endpoint {
+            Registry::list_endpoint(&service, endpoint);
+        }
         let listens = match (&queue_group, sub.kind) {
             (Some(q), RouteKind::Request) => format!("endpoint {subject}, queue group {q}"),
             (None, RouteKind::Request) => format!("endpoint {subject}, no queue group"),

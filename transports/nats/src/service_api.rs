@@ -248,10 +248,11 @@ impl ServiceState {
     }
 }
 
-/// The ADR-32 services of one NATS connection, by instance id.
+/// The ADR-32 services of one NATS connection.
 #[derive(Default)]
 pub(crate) struct Registry {
-    services: Mutex<HashMap<String, Arc<ServiceState>>>,
+    /// By service name and instance id (the services of one app share the instance id).
+    services: Mutex<HashMap<(String, String), Arc<ServiceState>>>,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -308,7 +309,7 @@ impl Registry {
             .services
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&identity.instance_id)
+            .get(&(identity.name.clone(), identity.instance_id.clone()))
         {
             return Ok(Arc::clone(s));
         }
@@ -348,7 +349,8 @@ impl Registry {
         }
         let registered = {
             let mut map = self.services.lock().unwrap_or_else(|e| e.into_inner());
-            Arc::clone(map.entry(identity.instance_id.clone()).or_insert(state))
+            let key = (identity.name.clone(), identity.instance_id.clone());
+            Arc::clone(map.entry(key).or_insert(state))
         };
         inner
             .tracker
@@ -356,8 +358,9 @@ impl Registry {
         Ok(registered)
     }
 
-    /// Adds an endpoint to a registered service.
-    pub(crate) fn add_endpoint(
+    /// An endpoint of a registered service, validated but not listed yet
+    /// ([`list_endpoint`](Self::list_endpoint)).
+    pub(crate) fn new_endpoint(
         service: &ServiceState,
         name: &str,
         subject: &str,
@@ -381,12 +384,17 @@ impl Registry {
             processing_ns: AtomicU64::new(0),
             last_error: Mutex::new(String::new()),
         });
+        Ok(endpoint)
+    }
+
+    /// Lists `endpoint` in the service's INFO and STATS: once its subscription is confirmed, so
+    /// that an endpoint whose subscription failed is never shown.
+    pub(crate) fn list_endpoint(service: &ServiceState, endpoint: &Arc<EndpointState>) {
         service
             .endpoints
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::clone(&endpoint));
-        Ok(endpoint)
+            .push(Arc::clone(endpoint));
     }
 
     /// Resets the STATS counters of every instance of service `name` on this connection.
