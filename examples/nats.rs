@@ -17,9 +17,17 @@
 //! nats pub inventory.restocked '{"sku": "tea", "qty": 5}'   # a raw-envelope event
 //! ```
 //!
-//! `orders.placed` events (tomodachi JsonBase envelope) go through a JetStream durable consumer:
-//! stop the example, publish some with another kumi service or tomodachi, start it again — none are
-//! lost.
+//! `orders.placed` events (tomodachi JsonBase envelope) go through a JetStream durable consumer
+//! (its stream, `KUMI_orders_placed`, is created on the first run): stop the example, publish some,
+//! start it again — none are lost. The smallest envelope the decoder accepts:
+//!
+//! ```text
+//! nats pub orders.placed '{"metadata": {"protocol_version": "tomodachi-json-base--1.0.0"}, "data": {"sku": "tea", "qty": 2}}'
+//! nats stream info KUMI_orders_placed             # what waits for the durable consumer
+//! ```
+//!
+//! Bare JSON on `orders.placed` cannot be decoded as an envelope: it is dead-lettered (published
+//! on `dlq.orders.placed` with the reason in its headers), never retried forever.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
