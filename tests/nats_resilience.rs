@@ -466,3 +466,44 @@ async fn lame_duck_mode_asks_the_process_to_drain() {
     assert!(reason.contains("lame duck"), "{reason}");
     app.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// Two durable routes whose subjects make the same stream name.
+struct LookAlike;
+
+impl LookAlike {
+    async fn on_event(self: Arc<Self>) {}
+}
+
+impl Service for LookAlike {
+    fn name(&self) -> &str {
+        "look-alike"
+    }
+    fn routes(&self, router: &mut Router<Self>) {
+        router
+            .subscribe("stock.level", Self::on_event)
+            .option(JetStream::durable());
+        router
+            .subscribe("stock_level", Self::on_event)
+            .option(JetStream::durable());
+    }
+}
+
+#[tokio::test]
+async fn subjects_that_make_the_same_stream_name_are_a_clear_error() {
+    let server = nats_server::NatsServer::start();
+    let nats = NatsBus::connect(&server.url()).await.unwrap();
+    let err = App::new()
+        .bus(Arc::new(nats))
+        .service(LookAlike)
+        .start()
+        .await
+        .expect_err("the second route cannot use the first one's stream");
+    let text = err.to_string();
+    assert_eq!(err.kind(), kumi::ErrorKind::Config, "{text}");
+    assert!(
+        text.contains("'KUMI_stock_level'")
+            && text.contains("'stock_level'")
+            && text.contains("JetStream::stream"),
+        "{text}"
+    );
+}

@@ -186,16 +186,27 @@ async fn resolve_stream(
         subjects: vec![topic.clone()],
         ..Default::default()
     };
-    match js.get_or_create_stream(config).await {
-        Ok(s) => Ok(s),
+    let stream = match js.get_or_create_stream(config).await {
+        Ok(s) => s,
         // Another instance may have created it at the same moment.
         Err(first_err) => js.get_stream(&name).await.map_err(|_| {
             js_error(
                 format!("cannot create JetStream stream '{name}' for '{topic}' (does another stream capture it? name it with JetStream::stream)"),
                 first_err,
             )
-        }),
+        })?,
+    };
+    // The name is made from the subject, and different subjects can make the same name
+    // (`a.b` and `a_b`): a stream of that name for other subjects is not this route's.
+    let subjects = &stream.cached_info().config.subjects;
+    if !subjects.iter().any(|s| covers(s, topic)) {
+        return Err(Error::config(format!(
+            "JetStream stream '{name}' (the name kumi gives '{topic}') already exists for {subjects:?}: \
+             another subject makes the same name ('.' and '_' both become '_'); name one of the \
+             routes' streams with JetStream::stream"
+        )));
     }
+    Ok(stream)
 }
 
 /// Most messages one pull asks for (a consumer bound with a huge or unlimited `max_ack_pending`).
