@@ -642,3 +642,57 @@ async fn invalid_subjects_groups_and_endpoint_names_are_startup_errors() {
         );
     }
 }
+
+/// Sets one queue group for all of its endpoints, but one endpoint brings its own options.
+struct ServiceQueue;
+
+impl ServiceQueue {
+    async fn get(self: Arc<Self>) -> Result<Value, HandlerError> {
+        Ok(json!({"ok": true}))
+    }
+}
+
+impl Service for ServiceQueue {
+    fn name(&self) -> &str {
+        "service-queue"
+    }
+    fn routes(&self, router: &mut Router<Self>) {
+        router.option(Endpoint::new().queue_group("workers"));
+        router.request("sq.plain", Self::get).name("plain");
+        router
+            .request("own", Self::get)
+            .name("own")
+            .option(Endpoint::new().group("sq"));
+    }
+}
+
+#[tokio::test]
+async fn a_service_wide_queue_group_applies_to_endpoints_without_their_own_options() {
+    let server = nats_server::NatsServer::start();
+    let (nats, bus) = nats_bus(&server).await;
+    let mut app = App::new()
+        .bus(bus)
+        .service(ServiceQueue)
+        .start()
+        .await
+        .unwrap();
+    app.add_routes("service-queue", |r: &mut Router<ServiceQueue>| {
+        r.request("sq.late", ServiceQueue::get).name("late");
+    })
+    .await
+    .unwrap();
+    let client = nats.client();
+    let info = &collect(client, "$SRV.INFO.service-queue").await[0];
+    assert_eq!(
+        info["endpoints"],
+        json!([
+            {"name": "plain", "subject": "sq.plain", "queue_group": "workers", "metadata": {}},
+            {"name": "own", "subject": "sq.own", "queue_group": "q", "metadata": {}},
+            {"name": "late", "subject": "sq.late", "queue_group": "workers", "metadata": {}},
+        ])
+    );
+    for subject in ["sq.plain", "sq.own", "sq.late"] {
+        assert_eq!(collect(client, subject).await, [json!({"ok": true})]);
+    }
+    app.shutdown(Duration::from_secs(5)).await.unwrap();
+}

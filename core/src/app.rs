@@ -14,7 +14,7 @@ use crate::bus::{Connectors, DrainReport, SharedBus};
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, Result};
 use crate::identity::Identity;
-use crate::router::{RouteSummary, Router, WrapService};
+use crate::router::{RouteSummary, Router, ServiceWide};
 use crate::service::Service;
 use crate::transport::{Health, ServiceHandle, SharedTransport};
 
@@ -68,7 +68,7 @@ impl<S: Service> ServiceEntry for Entry<S> {
         for t in transports {
             t.attach(&handle, router.extensions_mut())?;
         }
-        let layers = router.service_layers();
+        let wide = router.service_wide();
         let mut routes = Vec::new();
         subscribe_all(bus, router, service, &client, &mut routes).await?;
         let hooks: Arc<dyn LifecycleHooks> = Arc::new(Hooks(Arc::clone(service), client.clone()));
@@ -78,7 +78,7 @@ impl<S: Service> ServiceEntry for Entry<S> {
             routes,
             hooks,
             service: Arc::clone(service) as Arc<dyn Any + Send + Sync>,
-            layers,
+            wide,
         })
     }
 }
@@ -138,8 +138,8 @@ struct StartedService {
     hooks: Arc<dyn LifecycleHooks>,
     /// The service itself (an `Arc<S>`), for routes added after start.
     service: Arc<dyn Any + Send + Sync>,
-    /// Its service-wide layers, which wrap routes added after start too.
-    layers: Vec<WrapService>,
+    /// Its service-wide layers and options, which apply to routes added after start too.
+    wide: ServiceWide,
 }
 
 /// A callback of [`App::on_listening`].
@@ -442,7 +442,7 @@ impl RunningApp {
                  when the transports start"
             )));
         }
-        router.extend_service_layers(&started.layers);
+        router.extend_service_wide(&started.wide);
         let first = started.routes.len();
         subscribe_all(
             &self.bus,

@@ -63,8 +63,19 @@ impl<S> fmt::Debug for RouteDef<S> {
 /// Collects a service's routes. Given to [`Service::routes`](crate::Service::routes).
 pub struct Router<S> {
     routes: Vec<RouteDef<S>>,
-    layers: Vec<WrapService>,
+    wide: ServiceWide,
     extensions: Extensions,
+}
+
+/// Puts a service-wide option into a route's options unless the route set its own.
+type OptionDefault = Arc<dyn Fn(&mut Extensions) + Send + Sync>;
+
+/// What a router sets for every bus route of its service: layers and option defaults. A running
+/// service keeps it for the routes it adds later.
+#[derive(Clone, Default)]
+pub(crate) struct ServiceWide {
+    layers: Vec<WrapService>,
+    options: Vec<OptionDefault>,
 }
 
 impl<S> fmt::Debug for Router<S> {
@@ -79,7 +90,7 @@ impl<S> Default for Router<S> {
     fn default() -> Self {
         Self {
             routes: Vec::new(),
-            layers: Vec::new(),
+            wide: ServiceWide::default(),
             extensions: Extensions::default(),
         }
     }
@@ -165,7 +176,20 @@ impl<S: Send + Sync + 'static> Router<S> {
         <L::Service as Service<Message>>::Error: Into<BoxError>,
         <L::Service as Service<Message>>::Future: Send + 'static,
     {
-        self.layers.push(wrap(layer));
+        self.wide.layers.push(wrap(layer));
+        self
+    }
+
+    /// Sets a transport-specific option (see [`RouteBuilder::option`]) for every bus route of
+    /// this service, including routes added after start, except those that set their own option
+    /// of the same type (which replaces this one as a whole). For example a NATS queue group for
+    /// all of a service's endpoints: `router.option(Endpoint::new().queue_group("workers"))`.
+    pub fn option<T: Clone + Send + Sync + 'static>(&mut self, value: T) -> &mut Self {
+        self.wide.options.push(Arc::new(move |options: &mut Extensions| {
+            if options.get::<T>().is_none() {
+                options.insert(value.clone());
+            }
+        }));
         self
     }
 
@@ -188,14 +212,16 @@ impl<S: Send + Sync + 'static> Router<S> {
         })
     }
 
-    /// The service-wide layers added so far (kept by a running service for routes added later).
-    pub(crate) fn service_layers(&self) -> Vec<WrapService> {
-        self.layers.clone()
+    /// The service-wide layers and options set so far (kept by a running service for routes
+    /// added later).
+    pub(crate) fn service_wide(&self) -> ServiceWide {
+        self.wide.clone()
     }
 
-    /// Adds service-wide layers outside the ones already set.
-    pub(crate) fn extend_service_layers(&mut self, layers: &[WrapService]) {
-        self.layers.extend(layers.iter().cloned());
+    /// Adds service-wide layers (outside the ones already set) and option defaults (after them).
+    pub(crate) fn extend_service_wide(&mut self, wide: &ServiceWide) {
+        self.wide.layers.extend(wide.layers.iter().cloned());
+        self.wide.options.extend(wide.options.iter().cloned());
     }
 
     /// Turns the routes into bus subscriptions for a running service.
@@ -205,10 +231,16 @@ impl<S: Send + Sync + 'static> Router<S> {
         client: &Client,
     ) -> Result<Vec<(Subscription, RouteSummary)>> {
         let identity = client.identity().clone();
-        let service_layers = self.layers;
+        let ServiceWide {
+            layers: service_layers,
+            options: option_defaults,
+        } = self.wide;
         self.routes
             .into_iter()
-            .map(|r| {
+            .map(|mut r| {
+                for default in &option_defaults {
+                    default(&mut r.options);
+                }
                 validate_pattern(&r.topic).map_err(|e| {
                     Error::config(format!(
                         "route {}.{}: {}",
