@@ -185,11 +185,13 @@ impl<S: Send + Sync + 'static> Router<S> {
     /// of the same type (which replaces this one as a whole). For example a NATS queue group for
     /// all of a service's endpoints: `router.option(Endpoint::new().queue_group("workers"))`.
     pub fn option<T: Clone + Send + Sync + 'static>(&mut self, value: T) -> &mut Self {
-        self.wide.options.push(Arc::new(move |options: &mut Extensions| {
-            if options.get::<T>().is_none() {
-                options.insert(value.clone());
-            }
-        }));
+        self.wide
+            .options
+            .push(Arc::new(move |options: &mut Extensions| {
+                if options.get::<T>().is_none() {
+                    options.insert(value.clone());
+                }
+            }));
         self
     }
 
