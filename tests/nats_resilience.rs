@@ -507,3 +507,116 @@ async fn subjects_that_make_the_same_stream_name_are_a_clear_error() {
         "{text}"
     );
 }
+
+/// A NATS JWT (`ed25519-nkey`) for `subject` with the `nats` claims, signed by `issuer`.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = json!({
+        "jti": format!("{:X}", uuid::Uuid::new_v4().as_u128()),
+        "iat": 1_700_000_000u64,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let payload = b64.encode(serde_json::to_vec(&claims).unwrap());
+    let signed = format!("{header}.{payload}");
+    let signature = b64.encode(issuer.sign(signed.as_bytes()).unwrap());
+    format!("{signed}.{signature}")
+}
+
+#[tokio::test]
+async fn a_credentials_file_authenticates_in_operator_mode() {
+    // Operator, account and user keys, their JWTs, and a server that trusts the operator.
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let operator_jwt = nats_jwt(
+        &operator,
+        &operator.public_key(),
+        "kumi-test",
+        json!({"type": "operator", "version": 2}),
+    );
+    let unlimited = json!({"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                           "wildcards": true, "conn": -1, "leaf": -1});
+    let account_jwt = nats_jwt(
+        &operator,
+        &account.public_key(),
+        "app",
+        json!({"type": "account", "version": 2, "limits": unlimited}),
+    );
+    // JetStream (the test servers run with -js) needs a system account in operator mode.
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt = nats_jwt(
+        &operator,
+        &system.public_key(),
+        "SYS",
+        json!({"type": "account", "version": 2, "limits": unlimited}),
+    );
+    let user_jwt = nats_jwt(
+        &account,
+        &user.public_key(),
+        "orders",
+        json!({"type": "user", "version": 2, "pub": {}, "sub": {},
+               "subs": -1, "data": -1, "payload": -1}),
+    );
+    let dir = std::env::temp_dir().join(format!("kumi-creds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("server.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "operator: {operator_jwt}\nsystem_account: {sys}\nresolver: MEMORY\n\
+             resolver_preload: {{\n  {app}: {account_jwt}\n  {sys}: {system_jwt}\n}}\n",
+            app = account.public_key(),
+            sys = system.public_key(),
+        ),
+    )
+    .unwrap();
+    let creds = dir.join("orders.creds");
+    std::fs::write(
+        &creds,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().unwrap()
+        ),
+    )
+    .unwrap();
+    let server = nats_server::NatsServer::start_with(&["-c", config.to_str().unwrap()]);
+
+    let nats = NatsBus::connect(&format!("{}?creds={}", server.url(), creds.display()))
+        .await
+        .expect("the creds file's user JWT and seed authenticate");
+    // The connection works: an event published over it reaches a kumi route.
+    let bus: SharedBus = Arc::new(nats.clone());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = App::new()
+        .bus(bus)
+        .service(Sink {
+            tx,
+            durable: false,
+            work_ms: 0,
+            core: true,
+        })
+        .start()
+        .await
+        .expect("start over the creds connection");
+    app.client()
+        .publish("resilience.events", &json!({"n": 7}))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+    assert_eq!(got.ok().flatten(), Some(7));
+    app.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    // Without credentials the server refuses, and the error says so.
+    let err = NatsBus::connect(&server.url())
+        .await
+        .err()
+        .expect("no credentials: refused");
+    assert_eq!(err.kind(), kumi::ErrorKind::Connect, "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
