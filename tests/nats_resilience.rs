@@ -615,8 +615,7 @@ async fn a_credentials_file_authenticates_in_operator_mode() {
     // Without credentials the server refuses, and the error says so.
     let err = NatsBus::connect(&server.url())
         .await
-        .err()
-        .expect("no credentials: refused");
+        .expect_err("no credentials: refused");
     assert_eq!(err.kind(), kumi::ErrorKind::Connect, "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
