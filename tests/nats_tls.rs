@@ -5,82 +5,39 @@
 
 #[path = "support/nats_server.rs"]
 mod nats_server;
+#[path = "support/pki.rs"]
+mod pki;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kumi::nats::NatsBus;
 use kumi::prelude::*;
 use kumi::App;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use pki::Pki;
 use serde_json::{json, Value};
 
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in a fresh
-/// directory.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("kumi-tls-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "kumi test CA");
-        let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
-        let leaf = |name: &str, san: &str, usage: ExtendedKeyUsagePurpose| {
-            let key = KeyPair::generate().expect("key");
-            let mut params = CertificateParams::new(vec![san.to_owned()]).expect("params");
-            params.distinguished_name.push(DnType::CommonName, name);
-            params.extended_key_usages = vec![usage];
-            let cert = params
-                .signed_by(&key, &ca_cert, &ca_key)
-                .expect("signed certificate");
-            std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).expect("write cert");
-            std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem())
-                .expect("write key");
-        };
-        leaf("server", "127.0.0.1", ExtendedKeyUsagePurpose::ServerAuth);
-        leaf("client", "kumi-client", ExtendedKeyUsagePurpose::ClientAuth);
-        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write CA");
-        Self { dir }
+/// `nats-server` arguments for TLS with `pki`'s server certificate (and client verification).
+fn server_args(pki: &Pki, verify_clients: bool) -> Vec<String> {
+    let mut args = vec![
+        "--tls".to_owned(),
+        "--tlscert".to_owned(),
+        pki.path("server.pem"),
+        "--tlskey".to_owned(),
+        pki.path("server-key.pem"),
+    ];
+    if verify_clients {
+        args.extend([
+            "--tlsverify".to_owned(),
+            "--tlscacert".to_owned(),
+            pki.path("ca.pem"),
+        ]);
     }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.join(file).display().to_string()
-    }
-
-    fn server_args(&self, verify_clients: bool) -> Vec<String> {
-        let mut args = vec![
-            "--tls".to_owned(),
-            "--tlscert".to_owned(),
-            self.path("server.pem"),
-            "--tlskey".to_owned(),
-            self.path("server-key.pem"),
-        ];
-        if verify_clients {
-            args.extend([
-                "--tlsverify".to_owned(),
-                "--tlscacert".to_owned(),
-                self.path("ca.pem"),
-            ]);
-        }
-        args
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    args
 }
 
 fn start_server(pki: &Pki, verify_clients: bool) -> nats_server::NatsServer {
-    let args = pki.server_args(verify_clients);
+    let args = server_args(pki, verify_clients);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     nats_server::NatsServer::start_with(&args)
 }

@@ -84,6 +84,45 @@ impl std::fmt::Debug for AmqpBus {
     }
 }
 
+/// The TLS settings of `url` beyond the defaults (a CA, a client certificate), read from their
+/// PEM files; `None` when there are none.
+fn tls_config(url: &AmqpUrl) -> Result<Option<lapin::tcp::OwnedTLSConfig>> {
+    if url.tls_ca.is_none() && url.tls_client.is_none() {
+        return Ok(None);
+    }
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            Error::config(format!(
+                "bus URL '{}': cannot read {what} {}",
+                url.redacted,
+                path.display()
+            ))
+            .with_source(e)
+        })
+    };
+    let cert_chain = match &url.tls_ca {
+        Some(path) => Some(String::from_utf8(read("tls_ca", path)?).map_err(|_| {
+            Error::config(format!(
+                "bus URL '{}': tls_ca {} is not a PEM file",
+                url.redacted,
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
+    let identity = match &url.tls_client {
+        Some((cert, key)) => Some(lapin::tcp::OwnedIdentity::PKCS8 {
+            pem: read("tls_cert", cert)?,
+            key: read("tls_key", key)?,
+        }),
+        None => None,
+    };
+    Ok(Some(lapin::tcp::OwnedTLSConfig {
+        identity,
+        cert_chain,
+    }))
+}
+
 fn default_connection_name() -> String {
     kumi_core::identity::connection_name()
 }
@@ -103,9 +142,19 @@ pub(crate) async fn open_link(url: &AmqpUrl, pending: &Pending, generation: u64)
     };
     let name = url.name.clone().unwrap_or_else(default_connection_name);
     let props = ConnectionProperties::default().with_connection_name(name.into());
-    let connection = Connection::connect(&url.client_url, props)
-        .await
-        .map_err(|e| fail("connect", e))?;
+    let connection = match tls_config(url)? {
+        None => Connection::connect(&url.client_url, props).await,
+        Some(tls) => {
+            lapin::DefaultConnectionBuilder::new()
+                .map_err(|e| fail("connect", e))?
+                .with_uri_str(url.client_url.clone())
+                .with_properties(props)
+                .with_tls_config(tls)
+                .connect()
+                .await
+        }
+    }
+    .map_err(|e| fail("connect", e))?;
     let publisher = connection
         .create_channel()
         .await

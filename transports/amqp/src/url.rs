@@ -6,13 +6,16 @@
 //! ```
 //!
 //! The vhost is the URL path, percent-encoded (`%2f` is the default vhost `/`). `amqps://` uses TLS
-//! (lapin's default rustls support).
+//! (rustls), verifying the server against the system's roots, or against `tls_ca` (a PEM file of
+//! CA certificates, e.g. a private CA); `tls_cert` and `tls_key` (PEM files, given together) add a
+//! client certificate for brokers that require one.
 //!
 //! Options passed to the AMQP client: `heartbeat` (seconds), `connection_timeout` (milliseconds),
 //! `frame_max`, `channel_max`, `auth_mechanism`.
 //!
 //! kumi's options:
-//! - `name`: the connection name shown by RabbitMQ (default: program name + instance id);
+//! - `name`: the connection name shown by RabbitMQ (default: the app's service names and instance
+//!   id, `<services>-<id>`);
 //! - `exchange`: the topic exchange (default `amq.topic`; another name is declared `topic`, durable);
 //! - `routing_key_prefix`: prepended to every routing key on the wire (tomodachi's
 //!   `amqp.routing_key_prefix`);
@@ -21,8 +24,10 @@
 //!   default group is named (see [`crate::topology`]);
 //! - `queue_expires`: the `x-expires` of the shared queues kumi declares (default `1d`; e.g. `10m`,
 //!   `30s`);
-//! - `reconnect`: `true` (default) or `false`.
+//! - `reconnect`: `true` (default) or `false`;
+//! - `tls_ca`, `tls_cert`, `tls_key`: see above (`amqps://` only).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use kumi_core::bus::redact;
@@ -49,6 +54,10 @@ pub struct AmqpUrl {
     pub client_url: String,
     /// TLS (`amqps://`).
     pub tls: bool,
+    /// PEM file of the CA certificates to verify the server with (`tls_ca`).
+    pub tls_ca: Option<PathBuf>,
+    /// PEM files of a client certificate and its key (`tls_cert`, `tls_key`).
+    pub tls_client: Option<(PathBuf, PathBuf)>,
     /// Connection name.
     pub name: Option<String>,
     /// Topic exchange.
@@ -113,6 +122,8 @@ impl AmqpUrl {
         let mut parsed = AmqpUrl {
             client_url: String::new(),
             tls: scheme == "amqps",
+            tls_ca: None,
+            tls_client: None,
             name: None,
             exchange: DEFAULT_EXCHANGE.to_owned(),
             routing_key_prefix: String::new(),
@@ -124,6 +135,7 @@ impl AmqpUrl {
         };
         let mut passed: Vec<&str> = Vec::new();
         let mut has_timeout = false;
+        let (mut cert, mut key) = (None, None);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, raw) = pair.split_once('=').unwrap_or((pair, ""));
             let v = percent_decode(raw);
@@ -175,12 +187,29 @@ impl AmqpUrl {
                         })?
                 }
                 "reconnect" => parsed.reconnect = parse_bool(&shown, k, &v)?,
+                "tls_ca" => parsed.tls_ca = Some(PathBuf::from(v)),
+                "tls_cert" => cert = Some(PathBuf::from(v)),
+                "tls_key" => key = Some(PathBuf::from(v)),
                 other => {
                     return Err(Error::config(format!(
-                        "bus URL '{shown}': unknown option '{other}' (known: name, exchange, routing_key_prefix, queue_prefix, queue_names, queue_expires, reconnect, heartbeat, connection_timeout, frame_max, channel_max, auth_mechanism)"
+                        "bus URL '{shown}': unknown option '{other}' (known: name, exchange, routing_key_prefix, queue_prefix, queue_names, queue_expires, reconnect, tls_ca, tls_cert, tls_key, heartbeat, connection_timeout, frame_max, channel_max, auth_mechanism)"
                     )))
                 }
             }
+        }
+        match (cert, key) {
+            (Some(c), Some(k)) => parsed.tls_client = Some((c, k)),
+            (None, None) => {}
+            _ => {
+                return Err(Error::config(format!(
+                    "bus URL '{shown}': tls_cert and tls_key must be given together"
+                )))
+            }
+        }
+        if !parsed.tls && (parsed.tls_ca.is_some() || parsed.tls_client.is_some()) {
+            return Err(Error::config(format!(
+                "bus URL '{shown}': TLS options need an amqps:// URL"
+            )));
         }
         if !has_timeout {
             passed.push("connection_timeout=10000");
