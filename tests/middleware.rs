@@ -139,3 +139,68 @@ async fn routes_added_after_start_consume_inside_the_service_layers() {
     assert!(e.contains("layered.bad"), "{e}");
     app.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// The same layers through `#[kumi::service]`: `layer = ..` on a route, and a `#[routes]` method
+/// that adds a service-wide layer (and a route of its own).
+struct MacroLayered {
+    tx: mpsc::UnboundedSender<(String, Option<String>, Option<String>)>,
+}
+
+#[kumi::service(name = "macro-layered")]
+impl MacroLayered {
+    #[subscribe("mwm.tagged", layer = tag("x-route", "attr"))]
+    async fn tagged(&self, headers: Headers, Topic(t): Topic) {
+        let _ = self.tx.send((
+            t,
+            headers.get("x-route").map(str::to_owned),
+            headers.get("x-service").map(str::to_owned),
+        ));
+    }
+
+    #[routes]
+    fn more_routes(&self, router: &mut Router<Self>) {
+        router.layer(tag("x-service", "from-routes"));
+        router
+            .subscribe("mwm.plain", |this: Arc<Self>, Topic(t): Topic| async move {
+                let _ = this.tx.send((t, None, None));
+            })
+            .name("plain");
+    }
+}
+
+#[tokio::test]
+async fn macro_route_layers_and_a_routes_method() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = App::new()
+        .service(MacroLayered { tx })
+        .start()
+        .await
+        .unwrap();
+    let names: Vec<&str> = app.routes().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["macro-layered.tagged", "macro-layered.plain"]);
+    for topic in ["mwm.tagged", "mwm.plain"] {
+        app.client().publish(topic, &json!({})).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        seen.push(
+            tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("handled in time")
+                .unwrap(),
+        );
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("mwm.plain".to_owned(), None, None),
+            (
+                "mwm.tagged".to_owned(),
+                Some("attr".to_owned()),
+                Some("from-routes".to_owned())
+            ),
+        ]
+    );
+    app.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -696,3 +696,43 @@ async fn a_service_wide_queue_group_applies_to_endpoints_without_their_own_optio
     }
     app.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// The NATS options through `#[kumi::service]`: `option = ..` on a route and a service-wide one
+/// from a `#[routes]` method.
+struct MacroApi;
+
+#[kumi::service(name = "macro-api", version = "1.0.0")]
+impl MacroApi {
+    #[request("get", option = Endpoint::new().group("macro").metadata("via", "attribute"))]
+    async fn get(&self) -> Result<Value, HandlerError> {
+        Ok(json!({"ok": true}))
+    }
+
+    #[request("macro.plain")]
+    async fn plain(&self) -> Result<Value, HandlerError> {
+        Ok(json!({"ok": true}))
+    }
+
+    #[routes]
+    fn service_wide(&self, router: &mut Router<Self>) {
+        router.option(Endpoint::new().queue_group("mq"));
+    }
+}
+
+#[tokio::test]
+async fn macro_services_set_endpoint_options() {
+    let server = nats_server::NatsServer::start();
+    let (nats, bus) = nats_bus(&server).await;
+    let app = App::new().bus(bus).service(MacroApi).start().await.unwrap();
+    let client = nats.client();
+    let info = &collect(client, "$SRV.INFO.macro-api").await[0];
+    assert_eq!(
+        info["endpoints"],
+        json!([
+            {"name": "get", "subject": "macro.get", "queue_group": "q", "metadata": {"via": "attribute"}},
+            {"name": "plain", "subject": "macro.plain", "queue_group": "mq", "metadata": {}},
+        ])
+    );
+    assert_eq!(collect(client, "macro.get").await, [json!({"ok": true})]);
+    app.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -83,6 +83,8 @@ impl Hook {
 enum KumiAttr {
     Route(RouteKind),
     Hook(Hook),
+    /// `#[routes]`: a plain method that adds to the router after the attributed routes.
+    Routes,
 }
 
 impl KumiAttr {
@@ -91,6 +93,9 @@ impl KumiAttr {
         let name = ident.to_string();
         if let Some(kind) = RouteKind::ALL.iter().find(|k| k.name() == name) {
             return Some(KumiAttr::Route(*kind));
+        }
+        if name == "routes" {
+            return Some(KumiAttr::Routes);
         }
         Some(KumiAttr::Hook(
             *Hook::ALL.iter().find(|h| h.name() == name)?,
@@ -101,6 +106,7 @@ impl KumiAttr {
         match self {
             KumiAttr::Route(kind) => kind.name(),
             KumiAttr::Hook(h) => h.name(),
+            KumiAttr::Routes => "routes",
         }
     }
 }
@@ -209,6 +215,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         }
     });
     let routes = &service.routes;
+    let extra_routes = service.extra_routes.as_ref().map(|(_, call)| call);
     let hooks: Vec<&TokenStream> = service.hooks.iter().flatten().map(|(_, t)| t).collect();
     let async_trait = (!hooks.is_empty()).then(|| quote!(#[::kumi::async_trait]));
     quote! {
@@ -224,6 +231,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
 
             fn routes(&self, __kumi_router: &mut ::kumi::Router<Self>) {
                 #(#routes)*
+                #extra_routes
             }
 
             #(#hooks)*
@@ -235,6 +243,8 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
 struct Builder {
     /// One `router.subscribe(..)...;` statement per route attribute.
     routes: Vec<TokenStream>,
+    /// The `#[routes]` method, called after them: `self.method(router);`.
+    extra_routes: Option<(syn::Ident, TokenStream)>,
     /// Per hook: the method it calls (for duplicate errors) and the trait method.
     hooks: [Option<(syn::Ident, TokenStream)>; 4],
     /// The methods of the impl block without a receiver (websocket hooks call them as
@@ -259,6 +269,7 @@ impl Builder {
             .collect();
         let mut this = Builder {
             routes: Vec::new(),
+            extra_routes: None,
             hooks: Default::default(),
             static_methods,
             schedule_names: Vec::new(),
@@ -284,6 +295,26 @@ impl Builder {
         let Some(&(first, _)) = attrs.first() else {
             return;
         };
+        if let Some((_, attr)) = attrs.iter().find(|(k, _)| *k == KumiAttr::Routes) {
+            if attrs.len() > 1 {
+                errors.push(syn::Error::new_spanned(
+                    attr,
+                    "a `#[routes]` method carries no other kumi attribute",
+                ));
+                return;
+            }
+            if let Some(call) = errors.check(routes_method(attr, f)) {
+                if let Some((other, _)) = &self.extra_routes {
+                    errors.push(syn::Error::new_spanned(
+                        attr,
+                        format!("duplicate `#[routes]` method: `{other}` already is; a service has at most one"),
+                    ));
+                } else {
+                    self.extra_routes = Some((f.sig.ident.clone(), call));
+                }
+            }
+            return;
+        }
         let is_route = |k: &KumiAttr| matches!(k, KumiAttr::Route(_));
         if attrs.iter().any(|(k, _)| is_route(k)) && attrs.iter().any(|(k, _)| !is_route(k)) {
             let (_, hook_attr) = attrs.iter().find(|(k, _)| !is_route(k)).expect("a hook");
@@ -329,6 +360,8 @@ impl Builder {
                         self.routes.push(route);
                     }
                 }
+                // Handled (and returned from) above.
+                KumiAttr::Routes => {}
                 KumiAttr::Hook(hook) => {
                     if let Meta::List(_) | Meta::NameValue(_) = &attr.meta {
                         errors.push(syn::Error::new_spanned(
@@ -406,6 +439,35 @@ impl Builder {
             }
         }
     }
+}
+
+/// The call of a `#[routes]` method: `fn name(&self, router: &mut kumi::Router<Self>)`, plain
+/// (not async), taking no attribute arguments.
+fn routes_method(attr: &Attribute, f: &ImplItemFn) -> syn::Result<TokenStream> {
+    if let Meta::List(_) | Meta::NameValue(_) = &attr.meta {
+        return Err(syn::Error::new_spanned(
+            attr,
+            "`#[routes]` takes no arguments",
+        ));
+    }
+    let ident = &f.sig.ident;
+    let shape = format!(
+        "a `#[routes]` method is a plain `fn {ident}(&self, router: &mut kumi::Router<Self>)`"
+    );
+    if f.sig.asyncness.is_some() {
+        return Err(syn::Error::new_spanned(
+            f.sig.asyncness,
+            format!("{shape}, not async"),
+        ));
+    }
+    let takes_router = matches!(
+        f.sig.inputs.iter().collect::<Vec<_>>().as_slice(),
+        [FnArg::Receiver(r), FnArg::Typed(_)] if r.reference.is_some() && r.mutability.is_none()
+    );
+    if !takes_router {
+        return Err(syn::Error::new_spanned(&f.sig.inputs, shape));
+    }
+    Ok(quote!(self.#ident(__kumi_router);))
 }
 
 /// A websocket handler gets the service and the session: `(&self, Session)`,
@@ -639,6 +701,33 @@ mod tests {
     }
 
     #[test]
+    fn expands_route_options_layers_and_a_routes_method() {
+        let out = squash(&ok(
+            quote!(name = "s"),
+            quote! {
+                impl S {
+                    #[subscribe("t", option = Durable::new(), layer = Tag, option = Other)]
+                    async fn f(&self) {}
+                    #[routes]
+                    fn more(&self, router: &mut kumi::Router<Self>) {}
+                }
+            },
+        ));
+        for expected in [
+            ".name(\"f\").option(Durable::new()).option(Other).layer(Tag);",
+            "fnroutes(&self,__kumi_router:&mut::kumi::Router<Self>){",
+            "self.more(__kumi_router);}",
+            "fnmore(&self,router:&mutkumi::Router<Self>){}",
+        ] {
+            assert!(
+                out.contains(&squash(expected)),
+                "missing {expected}\nin {out}"
+            );
+        }
+        assert!(!out.contains("#[routes]"));
+    }
+
+    #[test]
     fn defaults_and_generics() {
         let out = squash(&ok(
             quote!(),
@@ -702,6 +791,39 @@ mod tests {
                 quote!(),
                 quote!(impl S { #[starting] async fn a(&self) {} #[starting] async fn b(&self) {} }),
                 "duplicate `#[starting]` hook: `a` is already",
+            ),
+            (
+                quote!(),
+                quote!(impl S { #[subscribe("t", option = "durable")] async fn f(&self) {} }),
+                "`option` takes a Rust value, not a literal",
+            ),
+            (
+                quote!(),
+                quote!(impl S { #[routes] async fn r(&self, router: &mut Router<Self>) {} }),
+                "is a plain `fn r(&self, router: &mut kumi::Router<Self>)`, not async",
+            ),
+            (
+                quote!(),
+                quote!(impl S { #[routes] fn r(&self) {} }),
+                "is a plain `fn r(&self, router: &mut kumi::Router<Self>)`",
+            ),
+            (
+                quote!(),
+                quote!(impl S { #[routes(x)] fn r(&self, router: &mut Router<Self>) {} }),
+                "`#[routes]` takes no arguments",
+            ),
+            (
+                quote!(),
+                quote!(impl S {
+                    #[routes] fn a(&self, r: &mut Router<Self>) {}
+                    #[routes] fn b(&self, r: &mut Router<Self>) {}
+                }),
+                "duplicate `#[routes]` method: `a` already is",
+            ),
+            (
+                quote!(),
+                quote!(impl S { #[routes] #[starting] fn a(&self, r: &mut Router<Self>) {} }),
+                "carries no other kumi attribute",
             ),
             (
                 quote!(),

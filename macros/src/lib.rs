@@ -120,6 +120,23 @@ use proc_macro::TokenStream;
 /// | `envelope = kumi::envelope::Raw` | `.envelope(..)`, any envelope expression |
 /// | `dead_letter = "orders.failed"` | `.dead_letter_topic(..)` |
 /// | `timeout = "5s"` | `.timeout(..)`: `ms`, `s`, `m`, `h` or sums (`"1m30s"`), checked at compile time; a non-literal expression is passed as a `Duration` |
+/// | `option = expr` | `.option(expr)`: a transport option, e.g. `option = kumi::nats::JetStream::durable()`; may be repeated |
+/// | `layer = expr` | `.layer(expr)`: a tower layer around this route; may be repeated |
+///
+/// # Anything else: a `#[routes]` method
+///
+/// One plain (not async) method `fn name(&self, router: &mut kumi::Router<Self>)` marked
+/// `#[routes]` is called after the attributed routes are registered. It can do whatever a
+/// hand-written `Service::routes` does: service-wide layers (`router.layer(..)`) and options
+/// (`router.option(..)`), routes built from configuration at runtime.
+///
+/// ```text
+/// #[routes]
+/// fn service_wide(&self, router: &mut kumi::Router<Self>) {
+///     router.layer(ConcurrencyLimitLayer::new(64));
+///     router.option(kumi::nats::Endpoint::new().queue_group("workers"));
+/// }
+/// ```
 ///
 /// # HTTP routes: `#[http(METHOD, "/path", ..)]`
 ///

@@ -22,7 +22,12 @@ pub(crate) const ROUTE_OPTIONS: &[&str] = &[
     "envelope",
     "dead_letter",
     "timeout",
+    "option",
+    "layer",
 ];
+
+/// Route options that may be given several times (each adds one).
+const REPEATABLE_ROUTE_OPTIONS: &[&str] = &["option", "layer"];
 
 /// `` `a`, `b`, `c` `` for error messages.
 pub(crate) fn list(options: &[&str]) -> String {
@@ -162,6 +167,10 @@ pub(crate) struct RouteArgs {
     pub(crate) dead_letter: Option<Expr>,
     /// `timeout = "5s"`.
     pub(crate) timeout: Option<DurationOpt>,
+    /// `option = expr`, each: a transport-specific option (e.g. a JetStream durable).
+    pub(crate) options: Vec<Expr>,
+    /// `layer = expr`, each: a tower layer around this route.
+    pub(crate) layers: Vec<Expr>,
 }
 
 /// Looks through invisible groups (macro_rules fragments) to a literal.
@@ -265,6 +274,8 @@ impl Parse for RouteArgs {
             envelope: None,
             dead_letter: None,
             timeout: None,
+            options: Vec::new(),
+            layers: Vec::new(),
         };
         let mut seen: Vec<String> = Vec::new();
         while !input.is_empty() {
@@ -283,7 +294,7 @@ impl Parse for RouteArgs {
                     ),
                 ));
             }
-            if seen.contains(&key_name) {
+            if seen.contains(&key_name) && !REPEATABLE_ROUTE_OPTIONS.contains(&key_name.as_str()) {
                 return Err(syn::Error::new(
                     key.span(),
                     format!("duplicate option `{key_name}`"),
@@ -334,10 +345,29 @@ impl Parse for RouteArgs {
                 }
                 "dead_letter" => args.dead_letter = Some(string_option("dead_letter", value)?),
                 "timeout" => args.timeout = Some(timeout_option(value)?),
+                "option" => args.options.push(expression_option("option", value)?),
+                "layer" => args.layers.push(expression_option("layer", value)?),
                 _ => unreachable!("every known option is handled"),
             }
         }
         Ok(args)
+    }
+}
+
+/// An option whose value is a Rust value (`option`, `layer`): any expression but a literal.
+fn expression_option(key: &str, value: Expr) -> syn::Result<Expr> {
+    match literal(&value) {
+        Some(lit) => Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "`{key}` takes a Rust value, not a literal: e.g. {}",
+                match key {
+                    "layer" => "`layer = ConcurrencyLimitLayer::new(4)`",
+                    _ => "`option = kumi::nats::JetStream::durable()`",
+                }
+            ),
+        )),
+        None => Ok(value),
     }
 }
 
@@ -418,6 +448,12 @@ impl RouteArgs {
         if let Some(timeout) = &self.timeout {
             let timeout = timeout.duration();
             calls.extend(quote!(.timeout(#timeout)));
+        }
+        for option in &self.options {
+            calls.extend(quote!(.option(#option)));
+        }
+        for layer in &self.layers {
+            calls.extend(quote!(.layer(#layer)));
         }
         calls
     }
@@ -684,7 +720,7 @@ mod tests {
         assert_eq!(
             unknown,
             "unknown route option `retry`; the known options are `name`, `group`, `broadcast`, \
-             `concurrency`, `retries`, `envelope`, `dead_letter`, `timeout`"
+             `concurrency`, `retries`, `envelope`, `dead_letter`, `timeout`, `option`, `layer`"
         );
         for attr in [
             parse_quote!(#[subscribe]),
