@@ -39,6 +39,23 @@ pub struct Config {
     #[arg(long = "http", env = "KUMI_HTTP_ADDR")]
     pub http: Option<String>,
 
+    /// PEM file of the HTTP server's certificate chain: with `http_tls_key`, the server speaks
+    /// HTTPS (and WSS). Needs kumi's `http-tls` feature.
+    #[arg(
+        long = "http-tls-cert",
+        env = "KUMI_HTTP_TLS_CERT",
+        requires = "http_tls_key"
+    )]
+    pub http_tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM file of the private key of `http_tls_cert`.
+    #[arg(
+        long = "http-tls-key",
+        env = "KUMI_HTTP_TLS_KEY",
+        requires = "http_tls_cert"
+    )]
+    pub http_tls_key: Option<std::path::PathBuf>,
+
     /// How long shutdown waits for in-flight work (e.g. "30s", "2m").
     #[arg(long = "drain-timeout", env = "KUMI_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -51,6 +68,8 @@ impl Default for Config {
             log_level: "info".to_owned(),
             log_format: LogFormat::Pretty,
             http: None,
+            http_tls_cert: None,
+            http_tls_key: None,
             drain_timeout: Duration::from_secs(30),
         }
     }

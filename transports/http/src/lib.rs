@@ -69,6 +69,7 @@ mod listen;
 mod routes;
 mod server;
 mod state;
+mod tls;
 
 pub use drain::{Drain, InFlight};
 pub use errors::{ErrorInfo, HttpError};

@@ -412,7 +412,13 @@ impl RouteLine {
             format!("{} {}", self.method, self.path)
         };
         let url = match self.protocol {
-            Protocol::WebSocket => base.replacen("http://", "ws://", 1),
+            Protocol::WebSocket => {
+                if let Some(rest) = base.strip_prefix("https://") {
+                    format!("wss://{rest}")
+                } else {
+                    base.replacen("http://", "ws://", 1)
+                }
+            }
             Protocol::Http => base.to_owned(),
         };
         format!(
@@ -600,5 +606,8 @@ mod tests {
         assert!(ws
             .banner("http://127.0.0.1:4000")
             .ends_with("on ws://127.0.0.1:4000"));
+        assert!(ws
+            .banner("https://127.0.0.1:4000")
+            .ends_with("on wss://127.0.0.1:4000"));
     }
 }

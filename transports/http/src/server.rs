@@ -28,6 +28,7 @@ use crate::guard::Guard;
 use crate::health::HealthPaths;
 use crate::listen::{AddrSource, ListenAddr};
 use crate::routes::{guarded, AttachHook, Protocol, RouteLine};
+use crate::tls::{Acceptor, TlsFiles};
 
 /// Default largest request body: 2 MiB (larger bodies get `413`).
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -55,6 +56,7 @@ struct Settings {
     header_read_timeout: Duration,
     health: HealthPaths,
     layers: Vec<GlobalLayer>,
+    tls: Option<TlsFiles>,
 }
 
 impl Default for Settings {
@@ -68,6 +70,7 @@ impl Default for Settings {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             health: HealthPaths::default(),
             layers: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -164,6 +167,22 @@ impl HttpTransportBuilder {
             .push(Arc::new(move |router: axum::Router| {
                 router.layer(layer.clone())
             }));
+        self
+    }
+
+    /// Serves HTTPS (and WSS) with the certificate chain and private key in these PEM files,
+    /// read when the server starts (an unreadable or mismatched file is a startup error naming
+    /// it). HTTP/1.1 over TLS 1.2 or 1.3, via rustls.
+    #[cfg(feature = "tls")]
+    pub fn tls(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.settings.tls = Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        });
         self
     }
 
@@ -267,9 +286,14 @@ impl HttpTransport {
         *lock(&self.inner.local_addr)
     }
 
-    /// `http://<local address>`, once started.
+    /// `http://<local address>` (`https://` with TLS), once started.
     pub fn url(&self) -> Option<String> {
-        self.local_addr().map(|a| format!("http://{a}"))
+        let scheme = if self.inner.settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        self.local_addr().map(|a| format!("{scheme}://{a}"))
     }
 
     /// The server's drain signal.
@@ -309,6 +333,20 @@ pub fn transport_from_config(config: &Config) -> Result<SharedTransport> {
         crate::listen::check(addr)
             .map_err(|e| Error::config(format!("KUMI_HTTP_ADDR / --http: {e}")))?;
         builder = builder.addr_from_setting(addr);
+    }
+    match (&config.http_tls_cert, &config.http_tls_key) {
+        (Some(cert), Some(key)) => {
+            builder.settings.tls = Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
+        (None, None) => {}
+        _ => {
+            return Err(Error::config(
+                "KUMI_HTTP_TLS_CERT / --http-tls-cert and KUMI_HTTP_TLS_KEY / --http-tls-key go together",
+            ))
+        }
     }
     Ok(builder.build().shared())
 }
@@ -385,6 +423,11 @@ impl Transport for HttpTransport {
             return Ok(Vec::new());
         }
         let router = self.finish_router(router.unwrap_or_default());
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(crate::tls::acceptor)
+            .transpose()?;
         let (listener, local) = settings.addr.bind().await?;
         *lock(&self.inner.local_addr) = Some(local);
         let guard = Arc::new(Guard {
@@ -402,10 +445,18 @@ impl Transport for HttpTransport {
             .header_read_timeout(settings.header_read_timeout)
             .max_header_size(settings.max_header_bytes)
             .max_headers(settings.max_headers);
-        let task = tokio::spawn(serve(listener, guard, builder, self.inner.drain.clone()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let server = Server {
+            guard,
+            builder,
+            tls: tls.map(Arc::new),
+            handshake_timeout: settings.header_read_timeout,
+            drain: self.inner.drain.clone(),
+        };
+        let task = tokio::spawn(server.serve(listener));
         *lock(&self.inner.server) = Some(task);
 
-        let base = format!("http://{local}");
+        let base = format!("{scheme}://{local}");
         let mut banner: Vec<String> = lines.iter().map(|l| l.banner(&base)).collect();
         for (path, what) in [
             (&settings.health.live, "liveness"),
@@ -470,75 +521,94 @@ impl Transport for HttpTransport {
     }
 }
 
-/// Accepts connections until the drain begins, then waits for the open ones to finish.
-async fn serve(listener: TcpListener, guard: Arc<Guard>, builder: http1::Builder, drain: Drain) {
-    let mut connections = JoinSet::new();
-    let draining = drain.draining();
-    tokio::pin!(draining);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut draining => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(connection(
-                        stream,
-                        peer,
-                        Arc::clone(&guard),
-                        builder.clone(),
-                        drain.clone(),
-                    ));
-                }
-                Err(e) if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::ConnectionAborted
-                        | std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::ConnectionRefused
-                ) => {}
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
-                    tokio::select! {
-                        () = &mut draining => break,
-                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    }
-                }
-            },
-        }
-    }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
-}
-
-/// Serves one connection; on drain, finishes the request in flight and closes.
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
+/// What every connection of the server needs.
+#[derive(Clone)]
+struct Server {
     guard: Arc<Guard>,
     builder: http1::Builder,
+    tls: Option<Arc<Acceptor>>,
+    /// How long a client has for the TLS handshake (the header read timeout).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    handshake_timeout: Duration,
     drain: Drain,
-) {
-    let _ = stream.set_nodelay(true);
-    let service =
-        hyper::service::service_fn(move |request| Arc::clone(&guard).handle(request, peer));
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    let draining = drain.draining();
-    tokio::pin!(draining);
-    let mut shutting_down = false;
-    let result = loop {
-        tokio::select! {
-            result = conn.as_mut() => break result,
-            () = &mut draining, if !shutting_down => {
-                shutting_down = true;
-                conn.as_mut().graceful_shutdown();
+}
+
+impl Server {
+    /// Accepts connections until the drain begins, then waits for the open ones to finish.
+    async fn serve(self, listener: TcpListener) {
+        let mut connections = JoinSet::new();
+        let draining = self.drain.draining();
+        tokio::pin!(draining);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut draining => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        connections.spawn(self.clone().connection(stream, peer));
+                    }
+                    Err(e) if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::ConnectionRefused
+                    ) => {}
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                        tokio::select! {
+                            () = &mut draining => break,
+                            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        }
+                    }
+                },
             }
         }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+        drop(listener);
+        while connections.join_next().await.is_some() {}
+    }
+
+    /// Serves one connection (after the TLS handshake, with TLS).
+    async fn connection(self, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let Some(tls) = self.tls.clone() else {
+            return self.http(TokioIo::new(stream), peer).await;
+        };
+        #[cfg(feature = "tls")]
+        match tokio::time::timeout(self.handshake_timeout, tls.accept(stream)).await {
+            Ok(Ok(stream)) => self.http(TokioIo::new(stream), peer).await,
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        }
+        #[cfg(not(feature = "tls"))]
+        match *tls {}
+    }
+
+    /// Serves HTTP/1.1 on `io`; on drain, finishes the request in flight and closes.
+    async fn http<I>(self, io: I, peer: SocketAddr)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let guard = self.guard;
+        let service =
+            hyper::service::service_fn(move |request| Arc::clone(&guard).handle(request, peer));
+        let conn = self.builder.serve_connection(io, service).with_upgrades();
+        tokio::pin!(conn);
+        let draining = self.drain.draining();
+        tokio::pin!(draining);
+        let mut shutting_down = false;
+        let result = loop {
+            tokio::select! {
+                result = conn.as_mut() => break result,
+                () = &mut draining, if !shutting_down => {
+                    shutting_down = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+        }
     }
 }

@@ -7,3 +7,5 @@ mod middleware;
 mod registration;
 mod static_files;
 mod support;
+#[cfg(feature = "tls")]
+mod tls;
