@@ -29,6 +29,9 @@ pub struct ClientOptions {
     pub headers: Vec<(String, String)>,
     /// How long connecting (TCP and handshake) may take (default 10 s).
     pub connect_timeout: Duration,
+    /// For `wss://`: a PEM file of the CA certificates to verify the server with (e.g. a private
+    /// CA), instead of the webpki roots. Needs the `tls` feature (kumi's `http-tls`).
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientOptions {
@@ -37,12 +40,13 @@ impl Default for ClientOptions {
             max_message_size: 16 * 1024 * 1024,
             headers: Vec::new(),
             connect_timeout: Duration::from_secs(10),
+            tls_ca: None,
         }
     }
 }
 
-/// A websocket client connection (`ws://` URLs; this build has no TLS). Pings from the server
-/// are answered while receiving.
+/// A websocket client connection (`ws://` URLs, and `wss://` with the `tls` feature). Pings from
+/// the server are answered while receiving.
 ///
 /// ```no_run
 /// # async fn run() -> kumi_core::Result<()> {
@@ -77,6 +81,42 @@ fn ws_error(url: &str, what: &str, e: tungstenite::Error) -> Error {
     Error::new(kind, format!("websocket {url}: {what}: {e}")).with_source(e)
 }
 
+/// The TLS connector for `options.tls_ca` (`None`: tokio-tungstenite's default, which is plain
+/// for `ws://` and the webpki roots for `wss://`).
+#[cfg(feature = "tls")]
+fn tls_connector(
+    url: &str,
+    options: &ClientOptions,
+) -> Result<Option<tokio_tungstenite::Connector>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    // The provider kumi's other rustls users install; whichever comes first serves all.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(path) = &options.tls_ca else {
+        return Ok(None);
+    };
+    let bad = |e: &dyn fmt::Display| {
+        Error::config(format!(
+            "websocket {url}: cannot use tls_ca {}: {e}",
+            path.display()
+        ))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(&"no PEM certificate in it"));
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(tokio_tungstenite::Connector::Rustls(
+        std::sync::Arc::new(config),
+    )))
+}
+
 impl WsClient {
     /// Connects to `url` (`ws://host:port/path`).
     pub async fn connect(url: &str) -> Result<WsClient> {
@@ -85,10 +125,10 @@ impl WsClient {
 
     /// Connects to `url` with options.
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<WsClient> {
-        if url.starts_with("wss://") {
+        if url.starts_with("wss://") && !cfg!(feature = "tls") {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!("websocket {url}: wss:// needs TLS, which kumi-websocket's client does not include"),
+                format!("websocket {url}: wss:// needs TLS; enable kumi's `http-tls` feature (kumi-websocket's `tls`)"),
             ));
         }
         let mut request = url.into_client_request().map_err(|e| {
@@ -110,7 +150,23 @@ impl WsClient {
         let config = WebSocketConfig::default()
             .max_message_size(Some(options.max_message_size))
             .max_frame_size(Some(options.max_message_size));
-        let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+        #[cfg(feature = "tls")]
+        let connecting = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(config),
+            true,
+            tls_connector(url, &options)?,
+        );
+        #[cfg(not(feature = "tls"))]
+        let connecting = {
+            if options.tls_ca.is_some() {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("websocket {url}: tls_ca needs TLS; enable kumi's `http-tls` feature (kumi-websocket's `tls`)"),
+                ));
+            }
+            tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+        };
         let (stream, _response) = tokio::time::timeout(options.connect_timeout, connecting)
             .await
             .map_err(|_| {
