@@ -619,3 +619,53 @@ async fn a_credentials_file_authenticates_in_operator_mode() {
     assert_eq!(err.kind(), kumi::ErrorKind::Connect, "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Every event route durable, service-wide; its request route stays a core NATS endpoint.
+struct DurableByDefault;
+
+impl DurableByDefault {
+    async fn on_event(self: Arc<Self>) {}
+
+    async fn get(self: Arc<Self>) -> Result<serde_json::Value, HandlerError> {
+        Ok(json!({"ok": true}))
+    }
+}
+
+impl Service for DurableByDefault {
+    fn name(&self) -> &str {
+        "durable-default"
+    }
+    fn routes(&self, router: &mut Router<Self>) {
+        router.option(JetStream::durable());
+        router.subscribe("dd.events", Self::on_event);
+        router.request("dd.get", Self::get);
+    }
+}
+
+#[tokio::test]
+async fn a_service_wide_jetstream_option_makes_event_routes_durable_and_leaves_requests_alone() {
+    let server = nats_server::NatsServer::start();
+    let nats = NatsBus::connect(&server.url()).await.unwrap();
+    let app = App::new()
+        .bus(Arc::new(nats.clone()))
+        .service(DurableByDefault)
+        .start()
+        .await
+        .expect("a request route ignores the service-wide JetStream option");
+    let listens: Vec<(String, String)> = app
+        .routes()
+        .map(|r| (r.topic.clone(), r.listens.clone()))
+        .collect();
+    assert!(listens[0].1.contains("JetStream"), "{listens:?}");
+    assert!(listens[1].1.starts_with("endpoint dd.get"), "{listens:?}");
+    let reply = nats
+        .client()
+        .request("dd.get", "{}".into())
+        .await
+        .expect("the endpoint answers");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&reply.payload).unwrap(),
+        json!({"ok": true})
+    );
+    app.shutdown(Duration::from_secs(5)).await.unwrap();
+}

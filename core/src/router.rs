@@ -67,7 +67,7 @@ pub struct Router<S> {
     extensions: Extensions,
 }
 
-/// Puts a service-wide option into a route's options unless the route set its own.
+/// Puts a service-wide option into the service's options (replacing one of the same type).
 type OptionDefault = Arc<dyn Fn(&mut Extensions) + Send + Sync>;
 
 /// What a router sets for every bus route of its service: layers and option defaults. A running
@@ -182,15 +182,16 @@ impl<S: Send + Sync + 'static> Router<S> {
 
     /// Sets a transport-specific option (see [`RouteBuilder::option`]) for every bus route of
     /// this service, including routes added after start, except those that set their own option
-    /// of the same type (which replaces this one as a whole). For example a NATS queue group for
-    /// all of a service's endpoints: `router.option(Endpoint::new().queue_group("workers"))`.
+    /// of the same type (which replaces this one as a whole). A later call with a value of the
+    /// same type replaces an earlier one. A bus ignores a service-wide option that does not
+    /// apply to a kind of route (a JetStream durable on request routes, say). For example a NATS
+    /// queue group for all of a service's endpoints:
+    /// `router.option(Endpoint::new().queue_group("workers"))`.
     pub fn option<T: Clone + Send + Sync + 'static>(&mut self, value: T) -> &mut Self {
         self.wide
             .options
             .push(Arc::new(move |options: &mut Extensions| {
-                if options.get::<T>().is_none() {
-                    options.insert(value.clone());
-                }
+                options.insert(value.clone());
             }));
         self
     }
@@ -237,12 +238,14 @@ impl<S: Send + Sync + 'static> Router<S> {
             layers: service_layers,
             options: option_defaults,
         } = self.wide;
+        let mut service_options = Extensions::default();
+        for default in &option_defaults {
+            default(&mut service_options);
+        }
+        let service_options = Arc::new(service_options);
         self.routes
             .into_iter()
-            .map(|mut r| {
-                for default in &option_defaults {
-                    default(&mut r.options);
-                }
+            .map(|r| {
                 validate_pattern(&r.topic).map_err(|e| {
                     Error::config(format!(
                         "route {}.{}: {}",
@@ -314,6 +317,7 @@ impl<S: Send + Sync + 'static> Router<S> {
                         concurrency: r.concurrency,
                         dispatcher: Arc::new(dispatcher),
                         options: Arc::new(r.options),
+                        service_options: Arc::clone(&service_options),
                     },
                     summary,
                 ))

@@ -123,8 +123,22 @@ pub struct Subscription {
     pub concurrency: usize,
     /// Receives each message and says how to settle it.
     pub dispatcher: Arc<Dispatcher>,
-    /// Transport-specific options (a JetStream durable, an SQS queue name...).
+    /// Transport-specific options the route set (a JetStream durable, an SQS queue name...).
     pub options: Arc<Extensions>,
+    /// Transport-specific options its service set for every route
+    /// ([`Router::option`](crate::Router::option)); the route's own take precedence.
+    pub service_options: Arc<Extensions>,
+}
+
+impl Subscription {
+    /// The option of type `T`: the route's own, else its service's. A bus that cannot apply an
+    /// option to this kind of route (a JetStream durable on a request route, say) rejects it
+    /// when the route set it, and ignores it when it came from the service.
+    pub fn option<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.options
+            .get::<T>()
+            .or_else(|| self.service_options.get::<T>())
+    }
 }
 
 impl fmt::Debug for Subscription {

@@ -751,27 +751,26 @@ impl Bus for NatsBus {
             .registry
             .service(&self.inner, &sub.service)
             .await?;
-        let jetstream = match sub.options.get::<JetStream>() {
+        if sub.kind == RouteKind::Request && sub.options.get::<JetStream>().is_some() {
+            return Err(Error::config(format!(
+                "request route '{}' cannot use JetStream; requests are answered over core NATS",
+                sub.topic
+            )));
+        }
+        // Service-wide JetStream options apply to event routes only.
+        let jetstream = match sub.option::<JetStream>() {
+            _ if sub.kind == RouteKind::Request => None,
             Some(js) => Some(js.clone()),
-            None if self.inner.url.jetstream
-                && sub.kind == RouteKind::Event
-                && sub.options.get::<CoreNats>().is_none() =>
-            {
+            None if self.inner.url.jetstream && sub.option::<CoreNats>().is_none() => {
                 Some(JetStream::durable())
             }
             None => None,
         };
         if let Some(js) = jetstream {
-            if sub.kind == RouteKind::Request {
-                return Err(Error::config(format!(
-                    "request route '{}' cannot use JetStream; requests are answered over core NATS",
-                    sub.topic
-                )));
-            }
             return crate::jetstream::subscribe(&self.inner, sub, js).await;
         }
         let (subject, queue_group, endpoint) = if sub.kind == RouteKind::Request {
-            let options = sub.options.get::<Endpoint>().cloned().unwrap_or_default();
+            let options = sub.option::<Endpoint>().cloned().unwrap_or_default();
             let subject = match &options.group {
                 Some(group) => {
                     let s = format!("{group}.{subject}");

@@ -279,7 +279,7 @@ impl Bus for SnsSqsBus {
             ));
         }
         kumi_core::bus::validate_topic(&sub.topic)?;
-        let opts = sub.options.get::<SqsRoute>().cloned().unwrap_or_default();
+        let opts = sub.option::<SqsRoute>().cloned().unwrap_or_default();
         let fifo = url.fifo || opts.fifo;
         let least = url.least_privilege || opts.least_privilege || opts.queue_url.is_some();
         let visibility = opts.visibility_timeout.unwrap_or(url.visibility_timeout);
