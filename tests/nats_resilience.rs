@@ -669,3 +669,37 @@ async fn a_service_wide_jetstream_option_makes_event_routes_durable_and_leaves_r
     );
     app.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// A request route that asks for JetStream itself.
+struct DurableRequest;
+
+impl Service for DurableRequest {
+    fn name(&self) -> &str {
+        "durable-request"
+    }
+    fn routes(&self, router: &mut Router<Self>) {
+        router
+            .request("dr.get", |_: Arc<Self>| async {
+                Ok::<_, HandlerError>(json!({}))
+            })
+            .option(JetStream::durable());
+    }
+}
+
+#[tokio::test]
+async fn a_request_route_that_sets_jetstream_itself_is_a_clear_error() {
+    let server = nats_server::NatsServer::start();
+    let nats = NatsBus::connect(&server.url()).await.unwrap();
+    let err = App::new()
+        .bus(Arc::new(nats))
+        .service(DurableRequest)
+        .start()
+        .await
+        .expect_err("requests are answered over core NATS");
+    assert_eq!(err.kind(), kumi::ErrorKind::Config, "{err}");
+    assert!(
+        err.to_string()
+            .contains("request route 'dr.get' cannot use JetStream"),
+        "{err}"
+    );
+}
