@@ -258,19 +258,21 @@ impl App {
                 w[0]
             )));
         }
-        // One instance id for the app's services, also in its broker connections' names.
+        // One instance id for the app's services, also in the name of the connection it opens.
         let instance_id = crate::identity::new_instance_id();
-        crate::identity::set_connection_label(format!(
-            "{}-{instance_id}",
-            self.services
-                .iter()
-                .map(|s| s.name())
-                .collect::<Vec<_>>()
-                .join("+")
-        ));
         let bus = match self.bus {
             Some(bus) => bus,
-            None => self.connectors.connect(&self.bus_url).await?,
+            None => {
+                crate::identity::set_connection_label(format!(
+                    "{}-{instance_id}",
+                    self.services
+                        .iter()
+                        .map(|s| s.name())
+                        .collect::<Vec<_>>()
+                        .join("+")
+                ));
+                self.connectors.connect(&self.bus_url).await?
+            }
         };
         let health = Health::new();
         bus.attach_health(health.clone());
@@ -373,8 +375,9 @@ impl RunningApp {
     }
 
     /// The running services' identities (name, version, instance id), in the order they were
-    /// added. The services of one app share an instance id, which also names its broker
-    /// connections (`<service names>-<instance id>`).
+    /// added. The services of one app share an instance id, which also names the broker
+    /// connection the app opens (`<service names>-<instance id>`; not a bus given with
+    /// [`App::bus`], which was named when it connected).
     pub fn identities(&self) -> impl Iterator<Item = &Identity> {
         self.services.iter().map(|s| s.client.identity())
     }

@@ -119,23 +119,20 @@ impl Job {
     }
 
     /// Runs the schedule until shutdown (or until a one-shot ran), then drains its runs.
-    pub(crate) async fn run(
-        self,
-        start: Cursor,
-        mut stop: StopSignal,
-        health: Health,
-    ) -> DrainReport {
+    pub(crate) async fn run(self, mut stop: StopSignal, health: Health) -> DrainReport {
         let mut runs = JoinSet::new();
         if stop.borrow_and_update().is_some() {
             return DrainReport::default();
         }
+        // No run before the app finished starting (banner out, started hooks run); the schedule
+        // counts from then.
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return DrainReport::default(),
+            () = health.started() => {}
+        }
+        let start = Cursor::now();
         if self.immediately {
-            // The run at start waits for the app to finish starting (banner out, hooks run).
-            tokio::select! {
-                biased;
-                _ = stop.changed() => return DrainReport::default(),
-                () = health.started() => {}
-            }
             self.fire(
                 &mut runs,
                 Tick::new(Arc::clone(&self.route), start.wall)

@@ -196,7 +196,7 @@ impl Transport for ScheduleTransport {
             let stop = self.stop.subscribe();
             state
                 .loops
-                .push(tokio::spawn(job.run(start, stop, health.clone())));
+                .push(tokio::spawn(job.run(stop, health.clone())));
         }
         Ok(lines)
     }
