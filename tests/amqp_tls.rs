@@ -156,6 +156,18 @@ async fn server_authenticated_with_a_private_ca() {
             .contains("cannot read tls_ca /nonexistent/ca.pem"),
         "{err}"
     );
+
+    let key = pki.path("server-key.pem");
+    let err = kumi::connect(&url(port, &format!("tls_ca={key}")))
+        .await
+        .err()
+        .expect("a CA file without a certificate fails");
+    assert_eq!(err.kind(), kumi::ErrorKind::Config, "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("tls_ca {key} holds no PEM certificate")),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -496,8 +496,13 @@ fn not_a_method(attrs: &[Attribute], errors: &mut Errors) {
             errors.push(syn::Error::new_spanned(
                 attr,
                 format!(
-                    "`#[{}]` only applies to `async fn` methods of the #[kumi::service] impl block",
-                    kind.name()
+                    "`#[{}]` only applies to {} of the #[kumi::service] impl block",
+                    kind.name(),
+                    if kind == KumiAttr::Routes {
+                        "methods"
+                    } else {
+                        "`async fn` methods"
+                    }
                 ),
             ));
         }

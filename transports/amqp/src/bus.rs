@@ -101,13 +101,20 @@ fn tls_config(url: &AmqpUrl) -> Result<Option<lapin::tcp::OwnedTLSConfig>> {
         })
     };
     let cert_chain = match &url.tls_ca {
-        Some(path) => Some(String::from_utf8(read("tls_ca", path)?).map_err(|_| {
-            Error::config(format!(
-                "bus URL '{}': tls_ca {} is not a PEM file",
-                url.redacted,
-                path.display()
-            ))
-        })?),
+        Some(path) => {
+            let pem = String::from_utf8(read("tls_ca", path)?).ok().filter(|pem| {
+                // The client skips what it cannot parse: a file without a certificate would
+                // only show later, as an unknown issuer.
+                pem.contains("-----BEGIN CERTIFICATE-----")
+            });
+            Some(pem.ok_or_else(|| {
+                Error::config(format!(
+                    "bus URL '{}': tls_ca {} holds no PEM certificate",
+                    url.redacted,
+                    path.display()
+                ))
+            })?)
+        }
         None => None,
     };
     let identity = match &url.tls_client {

@@ -6,9 +6,9 @@
 //! ```
 //!
 //! The vhost is the URL path, percent-encoded (`%2f` is the default vhost `/`). `amqps://` uses TLS
-//! (rustls), verifying the server against the system's roots, or against `tls_ca` (a PEM file of
-//! CA certificates, e.g. a private CA); `tls_cert` and `tls_key` (PEM files, given together) add a
-//! client certificate for brokers that require one.
+//! (rustls), verifying the server against the system's roots and, with `tls_ca`, the CA
+//! certificates of that PEM file too (e.g. a private CA); `tls_cert` and `tls_key` (PEM files,
+//! given together) add a client certificate for brokers that require one.
 //!
 //! Options passed to the AMQP client: `heartbeat` (seconds), `connection_timeout` (milliseconds),
 //! `frame_max`, `channel_max`, `auth_mechanism`.
@@ -54,7 +54,7 @@ pub struct AmqpUrl {
     pub client_url: String,
     /// TLS (`amqps://`).
     pub tls: bool,
-    /// PEM file of the CA certificates to verify the server with (`tls_ca`).
+    /// PEM file of CA certificates to trust besides the system's roots (`tls_ca`).
     pub tls_ca: Option<PathBuf>,
     /// PEM files of a client certificate and its key (`tls_cert`, `tls_key`).
     pub tls_client: Option<(PathBuf, PathBuf)>,

@@ -575,11 +575,18 @@ impl Server {
         let Some(tls) = self.tls.clone() else {
             return self.http(TokioIo::new(stream), peer).await;
         };
+        // A client that has not finished its handshake when the drain begins has sent no
+        // request yet: it is dropped, like a connection the accept loop has not taken.
         #[cfg(feature = "tls")]
-        match tokio::time::timeout(self.handshake_timeout, tls.accept(stream)).await {
-            Ok(Ok(stream)) => self.http(TokioIo::new(stream), peer).await,
-            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        tokio::select! {
+            handshake = tokio::time::timeout(self.handshake_timeout, tls.accept(stream)) => {
+                match handshake {
+                    Ok(Ok(stream)) => self.http(TokioIo::new(stream), peer).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            }
+            () = self.drain.draining() => {}
         }
         #[cfg(not(feature = "tls"))]
         match *tls {}
