@@ -109,6 +109,22 @@ const SECRET_OPTIONS: &[&str] = &[
     "access_key_id",
 ];
 
+/// The client certificate of a bus URL from its `tls_cert` and `tls_key` options, which go
+/// together; `shown` is the URL as errors show it (see [`redact`]).
+pub fn client_certificate(
+    shown: &str,
+    cert: Option<std::path::PathBuf>,
+    key: Option<std::path::PathBuf>,
+) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        _ => Err(Error::config(format!(
+            "bus URL '{shown}': tls_cert and tls_key must be given together"
+        ))),
+    }
+}
+
 /// `url` with any password (and token-like userinfo) and secret query options replaced by `***`.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

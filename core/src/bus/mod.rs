@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use connect::{redact, BusConnector, Connectors};
+pub use connect::{client_certificate, redact, BusConnector, Connectors};
 pub use topic::{validate_pattern, validate_topic, TopicCache};
 
 use crate::dispatch::Dispatcher;

@@ -197,15 +197,7 @@ impl AmqpUrl {
                 }
             }
         }
-        match (cert, key) {
-            (Some(c), Some(k)) => parsed.tls_client = Some((c, k)),
-            (None, None) => {}
-            _ => {
-                return Err(Error::config(format!(
-                    "bus URL '{shown}': tls_cert and tls_key must be given together"
-                )))
-            }
-        }
+        parsed.tls_client = kumi_core::bus::client_certificate(&shown, cert, key)?;
         if !parsed.tls && (parsed.tls_ca.is_some() || parsed.tls_client.is_some()) {
             return Err(Error::config(format!(
                 "bus URL '{shown}': TLS options need an amqps:// URL"
@@ -252,6 +244,14 @@ mod tests {
             ("amqp://u:hunter2@h/?bogus=1", "unknown option 'bogus'"),
             ("amqp://u:hunter2@h/?reconnect=maybe", "true or false"),
             ("amqp://u:hunter2@h/?heartbeat=soon", "whole number"),
+            (
+                "amqps://u:hunter2@h/?tls_cert=/c.pem",
+                "tls_cert and tls_key must be given together",
+            ),
+            (
+                "amqp://u:hunter2@h/?tls_ca=/ca.pem",
+                "TLS options need an amqps:// URL",
+            ),
             ("amqp://u:hunter2@h/?queue_names=x", "'kumi' or 'tomodachi'"),
             ("amqp://u:hunter2@h/?queue_expires=1y", "not a duration"),
             ("amqp://u:hunter2@/", "names no host"),

@@ -138,15 +138,7 @@ impl NatsUrl {
                 }
             }
         }
-        match (cert, key) {
-            (Some(c), Some(k)) => parsed.tls_client = Some((c, k)),
-            (None, None) => {}
-            _ => {
-                return Err(Error::config(format!(
-                    "bus URL '{shown}': tls_cert and tls_key must be given together"
-                )))
-            }
-        }
+        parsed.tls_client = kumi_core::bus::client_certificate(&shown, cert, key)?;
         Ok(parsed)
     }
 }
