@@ -5,6 +5,10 @@
 
 #![cfg(feature = "amqp")]
 
+#[path = "support/amqp.rs"]
+mod amqp_broker;
+
+use amqp_broker::{base_url, broker_addr};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,23 +18,6 @@ use kumi::prelude::*;
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-
-fn base_url() -> String {
-    std::env::var("KUMI_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
-}
-
-/// `host:port` of the broker in `url`.
-fn broker_addr(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if hostport.contains(':') {
-        hostport.to_owned()
-    } else {
-        format!("{hostport}:5672")
-    }
-}
 
 /// The URL with its host:port replaced by the proxy's.
 fn via(url: &str, proxy: &str) -> String {

@@ -5,12 +5,15 @@
 
 #![cfg(feature = "amqp")]
 
+#[path = "support/amqp.rs"]
+mod amqp_broker;
 #[path = "support/pki.rs"]
 mod pki;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use amqp_broker::{base_url, broker_addr};
 use kumi::prelude::*;
 use kumi::App;
 use pki::Pki;
@@ -19,19 +22,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-
-fn broker_addr() -> String {
-    let url = std::env::var("KUMI_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
-    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if hostport.contains(':') {
-        hostport.to_owned()
-    } else {
-        format!("{hostport}:5672")
-    }
-}
 
 /// Listens on 127.0.0.1 with `pki`'s server certificate (requiring a client certificate signed
 /// by its CA when `verify_clients`) and forwards the decrypted stream to the broker. Returns the
@@ -62,7 +52,7 @@ async fn tls_front(pki: &Pki, verify_clients: bool) -> u16 {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let upstream = broker_addr();
+    let upstream = broker_addr(&base_url());
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
             let acceptor = acceptor.clone();

@@ -5,6 +5,10 @@
 
 #![cfg(feature = "amqp")]
 
+#[path = "support/amqp.rs"]
+mod amqp_broker;
+
+use amqp_broker::base_url;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +23,6 @@ use kumi::amqp::topology::sha256_hex;
 use kumi::prelude::*;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-
-fn base_url() -> String {
-    std::env::var("KUMI_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
-}
 
 fn url_with(opts: &str) -> String {
     let base = base_url();

@@ -467,6 +467,18 @@ async fn lame_duck_mode_asks_the_process_to_drain() {
     app.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
+/// Starts `service` on a server of its own and returns the startup error it must end with.
+async fn start_error<S: Service>(service: S) -> kumi::Error {
+    let server = nats_server::NatsServer::start();
+    let nats = NatsBus::connect(&server.url()).await.unwrap();
+    App::new()
+        .bus(Arc::new(nats))
+        .service(service)
+        .start()
+        .await
+        .expect_err("the service must not start")
+}
+
 /// Two durable routes whose subjects make the same stream name.
 struct LookAlike;
 
@@ -490,14 +502,7 @@ impl Service for LookAlike {
 
 #[tokio::test]
 async fn subjects_that_make_the_same_stream_name_are_a_clear_error() {
-    let server = nats_server::NatsServer::start();
-    let nats = NatsBus::connect(&server.url()).await.unwrap();
-    let err = App::new()
-        .bus(Arc::new(nats))
-        .service(LookAlike)
-        .start()
-        .await
-        .expect_err("the second route cannot use the first one's stream");
+    let err = start_error(LookAlike).await;
     let text = err.to_string();
     assert_eq!(err.kind(), kumi::ErrorKind::Config, "{text}");
     assert!(
@@ -688,14 +693,7 @@ impl Service for DurableRequest {
 
 #[tokio::test]
 async fn a_request_route_that_sets_jetstream_itself_is_a_clear_error() {
-    let server = nats_server::NatsServer::start();
-    let nats = NatsBus::connect(&server.url()).await.unwrap();
-    let err = App::new()
-        .bus(Arc::new(nats))
-        .service(DurableRequest)
-        .start()
-        .await
-        .expect_err("requests are answered over core NATS");
+    let err = start_error(DurableRequest).await;
     assert_eq!(err.kind(), kumi::ErrorKind::Config, "{err}");
     assert!(
         err.to_string()

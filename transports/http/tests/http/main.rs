@@ -4,6 +4,9 @@ mod bad_input;
 mod bus;
 mod health_and_drain;
 mod middleware;
+#[cfg(feature = "tls")]
+#[path = "../../../../tests/support/pki.rs"]
+mod pki;
 mod registration;
 mod static_files;
 mod support;

@@ -1,8 +1,8 @@
-//! HTTPS: the server terminates TLS with a certificate made for the run; a client that trusts
-//! the run's CA gets answers, plain HTTP on the TLS port gets nothing, bad files fail the start.
+//! HTTPS: the server terminates TLS with a certificate made for the run (the workspace tests'
+//! PKI helper); a client that trusts the run's CA gets answers, plain HTTP on the TLS port gets
+//! nothing, bad files fail the start.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,50 +12,15 @@ use hyper::StatusCode;
 use hyper_util::rt::TokioIo;
 use kumi_core::{App, ErrorKind, Router, Service};
 use kumi_http::{HttpRouterExt, HttpTransport};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
+use crate::pki::Pki;
 use crate::support::{raw, within};
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files.
-struct Certs {
-    dir: PathBuf,
-    ca: CertificateDer<'static>,
-}
-
-impl Certs {
-    fn new() -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("kumi-https-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "kumi test CA");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&key, &ca_cert, &ca_key)
-            .unwrap();
-        std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
-        std::fs::write(dir.join("server-key.pem"), key.serialize_pem()).unwrap();
-        Self {
-            dir,
-            ca: ca_cert.der().clone(),
-        }
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.join(file)
-    }
-}
-
-impl Drop for Certs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// The run's CA certificate.
+fn ca(pki: &Pki) -> CertificateDer<'static> {
+    CertificateDer::from_pem_file(pki.path("ca.pem")).expect("the CA certificate")
 }
 
 struct Hello;
@@ -109,7 +74,7 @@ async fn https_get(
 
 #[tokio::test]
 async fn serves_https_with_the_configured_certificate() {
-    let certs = Certs::new();
+    let certs = Pki::new();
     let http = HttpTransport::builder()
         .addr("127.0.0.1:0")
         .tls(certs.path("server.pem"), certs.path("server-key.pem"))
@@ -125,7 +90,7 @@ async fn serves_https_with_the_configured_certificate() {
     .unwrap();
     let addr = http.local_addr().unwrap();
     assert_eq!(http.url().unwrap(), format!("https://{addr}"));
-    let (status, body) = within("https get", https_get(addr, &certs.ca, "/hello")).await;
+    let (status, body) = within("https get", https_get(addr, &ca(&certs), "/hello")).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "hello over tls"));
 
     // Plain HTTP on the TLS port gets no HTTP answer, and the server keeps serving.
@@ -137,7 +102,7 @@ async fn serves_https_with_the_configured_certificate() {
     assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
     let (status, _) = within(
         "https get again",
-        https_get(addr, &certs.ca, "/health/ready"),
+        https_get(addr, &ca(&certs), "/health/ready"),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -148,7 +113,7 @@ async fn serves_https_with_the_configured_certificate() {
 
 #[tokio::test]
 async fn unusable_certificate_files_fail_the_start_naming_them() {
-    let certs = Certs::new();
+    let certs = Pki::new();
     for (cert, key, needle) in [
         (
             certs.path("missing.pem"),
