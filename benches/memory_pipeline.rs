@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kumi::bus::memory::MemoryBus;
+use kumi::memory::MemoryBus;
 use kumi::prelude::*;
 use kumi::App;
 use serde::{Deserialize, Serialize};

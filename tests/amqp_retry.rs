@@ -197,9 +197,9 @@ async fn dead_letters_are_kept_in_the_route_dlq() {
         Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
         other => panic!("header {k}: {other:?}"),
     };
-    assert_eq!(text(kumi::bus::DEAD_LETTER_KIND), "rejected");
-    assert_eq!(text(kumi::bus::ORIGINAL_TOPIC), topic);
-    assert_eq!(text(kumi::bus::ATTEMPTS), "1");
+    assert_eq!(text(kumi::settlement::DEAD_LETTER_KIND), "rejected");
+    assert_eq!(text(kumi::settlement::ORIGINAL_TOPIC), topic);
+    assert_eq!(text(kumi::settlement::ATTEMPTS), "1");
     let env: Value = serde_json::from_slice(&got.data).expect("original body");
     assert_eq!(env["data"], json!({"n": 1}));
 

@@ -5,7 +5,7 @@ mod conformance;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use kumi::bus::memory::MemoryBus;
+use kumi::memory::MemoryBus;
 use kumi::bus::SharedBus;
 
 struct Memory;

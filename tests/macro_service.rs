@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kumi::bus::{Delivery, RouteKind};
+use kumi::bus::Sharing;
+use kumi::settlement::RouteKind;
 use kumi::envelope::Raw;
 use kumi::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -244,15 +245,15 @@ async fn runs_handlers_and_hooks() {
             .clone()
     };
     let created = summary("orders.on_created");
-    assert_eq!(created.delivery, Delivery::Group("billing".to_owned()));
+    assert_eq!(created.sharing, Sharing::Group("billing".to_owned()));
     assert_eq!(created.concurrency, 8);
     assert_eq!(created.max_attempts, 4);
     assert_eq!(created.envelope, "json-base");
-    assert_eq!(summary("orders.audit").delivery, Delivery::Broadcast);
+    assert_eq!(summary("orders.audit").sharing, Sharing::Broadcast);
     assert_eq!(summary("orders.raw_created").envelope, "raw");
     assert_eq!(
-        summary("orders.count").delivery,
-        Delivery::Group("orders".to_owned())
+        summary("orders.count").sharing,
+        Sharing::Group("orders".to_owned())
     );
     assert_eq!(summary("orders.get").kind, RouteKind::Request);
     assert!(app.routes().any(|r| r.name == "audit-trail.on_audit"));

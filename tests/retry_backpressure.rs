@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conformance::probe::{Probe, ProbeRoute};
-use kumi::bus::memory::MemoryBus;
+use kumi::memory::MemoryBus;
 use kumi::bus::SharedBus;
 use kumi::App;
 use serde_json::json;

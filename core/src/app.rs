@@ -10,13 +10,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::bus::{Connectors, DrainReport, SharedBus};
+use crate::bus::{ConnectOptions, Connectors, SharedBus};
 use crate::client::Client;
+use crate::consume::Runtime;
 use crate::error::{Error, ErrorKind, Result};
+use crate::health::Health;
 use crate::identity::Identity;
 use crate::router::{RouteSummary, Router, ServiceWide};
 use crate::service::Service;
-use crate::transport::{Health, ServiceHandle, SharedTransport};
+use crate::settlement::DrainReport;
+use crate::transport::{ServiceHandle, SharedTransport};
 
 /// A service with its type erased, so several kinds of services run in one process.
 #[async_trait]
@@ -25,6 +28,7 @@ trait ServiceEntry: Send + Sync {
     async fn start(
         &self,
         bus: &SharedBus,
+        runtime: &Runtime,
         transports: &[SharedTransport],
         instance_id: &str,
     ) -> Result<StartedService>;
@@ -41,6 +45,7 @@ impl<S: Service> ServiceEntry for Entry<S> {
     async fn start(
         &self,
         bus: &SharedBus,
+        runtime: &Runtime,
         transports: &[SharedTransport],
         instance_id: &str,
     ) -> Result<StartedService> {
@@ -70,7 +75,7 @@ impl<S: Service> ServiceEntry for Entry<S> {
         }
         let wide = router.service_wide();
         let mut routes = Vec::new();
-        subscribe_all(bus, router, service, &client, &mut routes).await?;
+        subscribe_all(bus, runtime, router, service, &client, &mut routes).await?;
         let hooks: Arc<dyn LifecycleHooks> = Arc::new(Hooks(Arc::clone(service), client.clone()));
         Ok(StartedService {
             name,
@@ -116,16 +121,20 @@ impl<S: Service> LifecycleHooks for Hooks<S> {
     }
 }
 
-/// Subscribes a router's bus routes in order, adding each one that starts to `routes`.
+/// Subscribes a router's bus routes in order and starts consuming each in the runtime, adding
+/// each one that starts to `routes`.
 async fn subscribe_all<S: Service>(
     bus: &SharedBus,
+    runtime: &Runtime,
     router: Router<S>,
     service: &Arc<S>,
     client: &Client,
     routes: &mut Vec<RouteSummary>,
 ) -> Result<()> {
-    for (subscription, mut summary) in router.into_subscriptions(service, client)? {
-        summary.listens = bus.subscribe(subscription).await?;
+    for (subscription, spec, mut summary) in router.into_subscriptions(service, client)? {
+        let subscribed = bus.subscribe(subscription).await?;
+        runtime.start(subscribed.consumer, spec)?;
+        summary.listens = subscribed.listens;
         routes.push(summary);
     }
     Ok(())
@@ -263,24 +272,26 @@ impl App {
         let bus = match self.bus {
             Some(bus) => bus,
             None => {
-                crate::identity::set_connection_label(format!(
+                let name = format!(
                     "{}-{instance_id}",
                     self.services
                         .iter()
                         .map(|s| s.name())
                         .collect::<Vec<_>>()
                         .join("+")
-                ));
-                self.connectors.connect(&self.bus_url).await?
+                );
+                let options = ConnectOptions::new(self.bus_url.clone()).connection_name(name);
+                self.connectors.connect_with(options).await?
             }
         };
         let health = Health::new();
         bus.attach_health(health.clone());
+        let runtime = Runtime::new();
         let mut started = Vec::with_capacity(self.services.len());
         let mut transport_lines = Vec::new();
         let mut failure = None;
         for entry in &self.services {
-            match entry.start(&bus, &self.transports, &instance_id).await {
+            match entry.start(&bus, &runtime, &self.transports, &instance_id).await {
                 Ok(s) => started.push(s),
                 Err(e) => {
                     failure = Some(e);
@@ -300,12 +311,13 @@ impl App {
             }
         }
         if let Some(e) = failure {
-            abort(&self.transports, &bus).await;
+            abort(&self.transports, &runtime, &bus).await;
             return Err(e);
         }
         let running = RunningApp {
             client: Client::new(Arc::clone(&bus)),
             bus,
+            runtime,
             services: started,
             transports: self.transports,
             transport_lines,
@@ -316,7 +328,7 @@ impl App {
         }
         for s in &running.services {
             if let Err(e) = s.hooks.started().await {
-                abort(&running.transports, &running.bus).await;
+                abort(&running.transports, &running.runtime, &running.bus).await;
                 return Err(e);
             }
         }
@@ -325,19 +337,21 @@ impl App {
     }
 }
 
-/// Undoes a start that failed: the transports and the bus stop (no hooks run), with a short
-/// deadline for what they already took in.
-async fn abort(transports: &[SharedTransport], bus: &SharedBus) {
+/// Undoes a start that failed: the transports, the routes and the bus stop (no hooks run), with a
+/// short deadline for what they already took in.
+async fn abort(transports: &[SharedTransport], runtime: &Runtime, bus: &SharedBus) {
     let deadline = Instant::now() + Duration::from_secs(5);
     for t in transports {
         let _ = t.shutdown(deadline).await;
     }
+    runtime.drain(deadline).await;
     let _ = bus.shutdown(deadline).await;
 }
 
 /// Services running on a bus.
 pub struct RunningApp {
     bus: SharedBus,
+    runtime: Runtime,
     client: Client,
     services: Vec<StartedService>,
     transports: Vec<SharedTransport>,
@@ -449,6 +463,7 @@ impl RunningApp {
         let first = started.routes.len();
         subscribe_all(
             &self.bus,
+            &self.runtime,
             router,
             &typed,
             &started.client,
@@ -468,8 +483,14 @@ impl RunningApp {
         &self.health
     }
 
+    /// The consume runtime running the bus routes (their counters, in-flight count).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     /// Graceful stop: marks the process draining, runs `stopping` hooks, drains the transports
-    /// (HTTP, schedules...) and then the bus, all within `drain`, then runs `stopped` hooks.
+    /// (HTTP, schedules...), then the bus routes, then closes the bus, all within `drain`, then
+    /// runs `stopped` hooks.
     pub async fn shutdown(self, drain: Duration) -> Result<DrainReport> {
         let deadline = Instant::now() + drain;
         self.health.set_draining();
@@ -477,19 +498,18 @@ impl RunningApp {
             s.hooks.stopping().await;
         }
         // Transports first: their in-flight work (an HTTP request, a scheduled run) may still
-        // publish on the bus, which keeps accepting until it drains.
+        // publish on the bus, which keeps accepting until it closes.
         let transport_reports =
             futures_util::future::join_all(self.transports.iter().map(|t| t.shutdown(deadline)))
                 .await;
+        let mut report = self.runtime.drain(deadline).await;
         let bus_report = self.bus.shutdown(deadline).await;
         for s in &self.services {
             s.hooks.stopped().await;
         }
-        let mut report = bus_report?;
+        report += bus_report?;
         for r in transport_reports {
-            let r = r?;
-            report.settled += r.settled;
-            report.abandoned += r.abandoned;
+            report += r?;
         }
         Ok(report)
     }

@@ -1,116 +1,54 @@
-//! Where a message meets its handler: the [`Dispatcher`] of one route.
+//! Where a message meets its handler: [`Dispatch`], the outermost service of every route.
 //!
-//! `dispatch` decodes the envelope, runs the route's tower stack (trace span, user middleware,
-//! timeout, extractors, handler), catches panics, and turns the [`Outcome`] into a [`Settlement`]
-//! using the route's [`RetryPolicy`]. Transports call it and settle what it returns.
+//! It decodes the envelope, calls the route's tower stack (trace span, user middleware, timeout,
+//! extractors, handler: a [`RouteService`](crate::handler::RouteService)), catches panics, and turns the [`Outcome`] into a
+//! [`Settlement`] by the route's [`RetryPolicy`]: the one place where retry and dead-letter
+//! policy is decided. It never touches a broker; the consume runtime ([`crate::consume`])
+//! carries the settlement out.
 
+use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::future::CatchUnwind;
 use futures_util::FutureExt;
-use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
-use crate::bus::{DeadLetter, Reply, RouteKind, Settlement, DEAD_LETTER_REASON};
-use crate::client::Client;
-use crate::envelope::{EncodeContext, JsonStyle, SharedEnvelope};
+use crate::envelope::{EncodeContext, SharedEnvelope};
 use crate::error::BoxError;
-use crate::extract::MessageParts;
-use crate::handler::Handler;
 use crate::identity::Identity;
 use crate::message::Message;
 use crate::outcome::{FailureKind, Outcome};
 use crate::retry::RetryPolicy;
+use crate::settlement::{DeadLetter, DeadLetterKind, Reply, RouteKind, Settlement, DEAD_LETTER_REASON};
 
-/// A route's handler as a tower service.
-pub type RouteService = BoxCloneSyncService<Message, Outcome, BoxError>;
-
-/// Adapts a [`Handler`] to a tower [`Service`]: runs the extractors, then the handler.
-pub(crate) struct HandlerService<H, T, S> {
-    handler: H,
-    service: Arc<S>,
-    client: Client,
-    reply: Option<JsonStyle>,
-    _args: std::marker::PhantomData<fn() -> T>,
+/// The text of a panic's payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
-impl<H, T, S> HandlerService<H, T, S> {
-    pub(crate) fn new(
-        handler: H,
-        service: Arc<S>,
-        client: Client,
-        reply: Option<JsonStyle>,
-    ) -> Self {
-        Self {
-            handler,
-            service,
-            client,
-            reply,
-            _args: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<H: Clone, T, S> Clone for HandlerService<H, T, S> {
-    fn clone(&self) -> Self {
-        Self {
-            handler: self.handler.clone(),
-            service: Arc::clone(&self.service),
-            client: self.client.clone(),
-            reply: self.reply,
-            _args: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<H, T, S> Service<Message> for HandlerService<H, T, S>
-where
-    H: Handler<T, S>,
-    S: Send + Sync + 'static,
-{
-    type Response = Outcome;
-    type Error = BoxError;
-    type Future = futures_util::future::Either<
-        futures_util::future::Map<H::Future, fn(Outcome) -> Result<Outcome, BoxError>>,
-        std::future::Ready<Result<Outcome, BoxError>>,
-    >;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, message: Message) -> Self::Future {
-        let parts = MessageParts {
-            message: &message,
-            service: &self.service,
-            client: &self.client,
-        };
-        match self.handler.call(&parts, self.reply) {
-            Ok(fut) => futures_util::future::Either::Left(fut.map(Ok as fn(_) -> _)),
-            Err(rejection) => futures_util::future::Either::Right(std::future::ready(Ok(
-                Outcome::Failed(FailureKind::Undecodable, Box::new(rejection)),
-            ))),
-        }
-    }
-}
-
-/// One route, ready to receive messages from a transport.
-pub struct Dispatcher {
+/// What a route decides with: its name, kind, envelope, retry policy and dead-letter topic.
+pub struct RoutePolicy {
     name: Arc<str>,
     kind: RouteKind,
     envelope: SharedEnvelope,
     retry: RetryPolicy,
     dead_letter_topic: Option<String>,
     identity: Identity,
-    service: RouteService,
 }
 
-impl fmt::Debug for Dispatcher {
+impl fmt::Debug for RoutePolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Dispatcher")
+        f.debug_struct("RoutePolicy")
             .field("name", &self.name)
             .field("kind", &self.kind)
             .field("envelope", &self.envelope.name())
@@ -119,7 +57,7 @@ impl fmt::Debug for Dispatcher {
     }
 }
 
-impl Dispatcher {
+impl RoutePolicy {
     pub(crate) fn new(
         name: Arc<str>,
         kind: RouteKind,
@@ -127,7 +65,6 @@ impl Dispatcher {
         retry: RetryPolicy,
         dead_letter_topic: Option<String>,
         identity: Identity,
-        service: RouteService,
     ) -> Self {
         Self {
             name,
@@ -136,7 +73,6 @@ impl Dispatcher {
             retry,
             dead_letter_topic,
             identity,
-            service,
         }
     }
 
@@ -145,126 +81,19 @@ impl Dispatcher {
         &self.name
     }
 
-    /// Event or request route.
-    pub fn kind(&self) -> RouteKind {
-        self.kind
-    }
-
-    /// The route's retry policy (transports with native redelivery read the limits from it).
-    pub fn retry_policy(&self) -> &RetryPolicy {
-        &self.retry
-    }
-
     /// Where messages of `topic` are dead-lettered: the route's configured topic, else
     /// `dlq.<topic>`.
     pub fn dead_letter_topic(&self, topic: &str) -> String {
-        match &self.dead_letter_topic {
-            Some(t) => t.clone(),
-            None => format!("dlq.{topic}"),
-        }
+        dead_letter_topic(self.dead_letter_topic.as_deref(), topic)
     }
 
-    /// A clone of the route's service stack, for a consumer task to keep and pass to
-    /// [`Dispatcher::dispatch_with`] (saves a clone per message).
-    pub fn service(&self) -> RouteService {
-        self.service.clone()
-    }
-
-    /// Handles one delivery of `message` and says how to settle it. Never panics: handler panics
-    /// are caught and count as failures.
-    pub async fn dispatch(&self, message: Message) -> Settlement {
-        self.dispatch_with(&mut self.service.clone(), message).await
-    }
-
-    /// [`Dispatcher::dispatch`] with a service stack the caller keeps (from
-    /// [`Dispatcher::service`]).
-    pub async fn dispatch_with(
-        &self,
-        service: &mut RouteService,
-        mut message: Message,
-    ) -> Settlement {
-        // Envelopes decode what brokers deliver: a panic there must not take the consumer down.
-        let decoded =
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.envelope.decode(&mut message)));
-        let decode_error = match decoded {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!(
-                "the {} envelope panicked while decoding",
-                self.envelope.name()
-            )),
-        };
-        let is_dead_letter = message.headers.get(DEAD_LETTER_REASON).is_some();
-        if let Some(error) = decode_error {
-            return self.failed(
-                &message.topic,
-                message.attempt,
-                FailureKind::Undecodable,
-                error,
-                is_dead_letter,
-            );
-        }
-        let topic = message.topic.clone();
-        let attempt = message.attempt;
-        let ready = match service.ready().await {
-            Ok(ready) => ready,
-            Err(e) => {
-                return self.failed(
-                    &topic,
-                    attempt,
-                    FailureKind::Retryable,
-                    e.to_string(),
-                    is_dead_letter,
-                )
-            }
-        };
-        // The message goes straight to the service (not through an async block, which would
-        // copy it into each future around it); a panic while the call starts (in an extractor,
-        // a layer) is caught like one while it runs.
-        let call = std::panic::catch_unwind(AssertUnwindSafe(|| ready.call(message)));
-        let outcome = match call {
-            Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
-            Err(panic) => Err(panic),
-        };
-        match outcome {
-            Ok(Ok(Outcome::Ok(reply))) => match self.kind {
-                RouteKind::Event => Settlement::Ack,
-                RouteKind::Request => self.reply(&topic, reply.unwrap_or_default()),
-            },
-            Ok(Ok(Outcome::Failed(kind, e))) => {
-                self.failed(&topic, attempt, kind, e.to_string(), is_dead_letter)
-            }
-            Ok(Err(e)) => self.failed(
-                &topic,
-                attempt,
-                FailureKind::Retryable,
-                e.to_string(),
-                is_dead_letter,
-            ),
-            Err(panic) => {
-                let text = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".to_owned());
-                self.failed(
-                    &topic,
-                    attempt,
-                    FailureKind::Retryable,
-                    format!("handler panicked: {text}"),
-                    is_dead_letter,
-                )
-            }
-        }
-    }
-
-    fn reply(&self, topic: &str, payload: Bytes) -> Settlement {
+    fn reply(&self, topic: &str, payload: &Bytes) -> Settlement {
         let cx = EncodeContext {
             topic,
             service_name: &self.identity.name,
             instance_id: &self.identity.instance_id,
         };
-        match self.envelope.encode(&cx, &payload) {
+        match self.envelope.encode(&cx, payload) {
             Ok(encoded) => Settlement::Reply(Reply::ok(encoded.body)),
             Err(e) => Settlement::Reply(Reply::error(500, e.to_string())),
         }
@@ -307,9 +136,9 @@ impl Dispatcher {
             return Settlement::Ack;
         }
         let kind = match kind {
-            FailureKind::Retryable => "exhausted",
-            FailureKind::Rejected => "rejected",
-            FailureKind::Undecodable => "undecodable",
+            FailureKind::Retryable => DeadLetterKind::Exhausted,
+            FailureKind::Rejected => DeadLetterKind::Rejected,
+            FailureKind::Undecodable => DeadLetterKind::Undecodable,
         };
         let dead_letter = DeadLetter {
             topic: self.dead_letter_topic(topic),
@@ -319,10 +148,233 @@ impl Dispatcher {
             attempts: attempt,
         };
         tracing::error!(
-            route, topic, attempt, kind, dead_letter_topic = %dead_letter.topic,
+            route, topic, attempt, kind = kind.as_str(), dead_letter_topic = %dead_letter.topic,
             reason = %dead_letter.reason,
             "message dead-lettered"
         );
         Settlement::DeadLetter(dead_letter)
     }
+}
+
+/// `dlq.<topic>` unless a route names its dead-letter topic.
+pub(crate) fn dead_letter_topic(configured: Option<&str>, topic: &str) -> String {
+    match configured {
+        Some(t) => t.to_owned(),
+        None => format!("dlq.{topic}"),
+    }
+}
+
+/// The outermost service of a route: envelope, the route's stack, panics, retry policy. See the
+/// [module docs](self).
+#[derive(Clone)]
+pub struct Dispatch<S> {
+    inner: S,
+    policy: Arc<RoutePolicy>,
+    /// A `poll_ready` failure of the inner stack, turned into the next call's settlement.
+    not_ready: Option<Arc<str>>,
+}
+
+impl<S> fmt::Debug for Dispatch<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatch")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Dispatch<S> {
+    /// Dispatches to `inner` (a route's handler stack) by `policy`.
+    pub fn new(inner: S, policy: Arc<RoutePolicy>) -> Self {
+        Self {
+            inner,
+            policy,
+            not_ready: None,
+        }
+    }
+}
+
+impl<S> Service<Message> for Dispatch<S>
+where
+    S: Service<Message, Response = Outcome>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Settlement;
+    type Error = Infallible;
+    type Future = DispatchFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => {
+                self.not_ready = Some(e.into().to_string().into());
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn call(&mut self, mut message: Message) -> Self::Future {
+        let policy = &self.policy;
+        // Envelopes decode what brokers deliver: a panic there must not take the consumer down.
+        let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            policy.envelope.decode(&mut message)
+        }));
+        let decode_error = match decoded {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "the {} envelope panicked while decoding",
+                policy.envelope.name()
+            )),
+        };
+        let is_dead_letter = message.headers.get(DEAD_LETTER_REASON).is_some();
+        if let Some(error) = decode_error {
+            let settlement = policy.failed(
+                &message.topic,
+                message.attempt,
+                FailureKind::Undecodable,
+                error,
+                is_dead_letter,
+            );
+            return DispatchFuture::done(settlement);
+        }
+        if let Some(error) = self.not_ready.take() {
+            let settlement = policy.failed(
+                &message.topic,
+                message.attempt,
+                FailureKind::Retryable,
+                error.to_string(),
+                is_dead_letter,
+            );
+            return DispatchFuture::done(settlement);
+        }
+        let topic = Arc::clone(&message.topic);
+        let attempt = message.attempt;
+        // The message goes straight to the service; a panic while the call starts (in an
+        // extractor, a layer) is caught like one while it runs.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(message))) {
+            Ok(future) => DispatchFuture::running(
+                future,
+                Call {
+                    policy: Arc::clone(policy),
+                    topic,
+                    attempt,
+                    is_dead_letter,
+                },
+            ),
+            Err(panic) => DispatchFuture::done(policy.failed(
+                &topic,
+                attempt,
+                FailureKind::Retryable,
+                format!("handler panicked: {}", panic_message(&*panic)),
+                is_dead_letter,
+            )),
+        }
+    }
+}
+
+/// What the future needs to decide once the handler is done.
+struct Call {
+    policy: Arc<RoutePolicy>,
+    topic: Arc<str>,
+    attempt: u32,
+    is_dead_letter: bool,
+}
+
+impl Call {
+    fn settle<E: Into<BoxError>>(
+        self,
+        outcome: Result<Result<Outcome, E>, Box<dyn std::any::Any + Send>>,
+    ) -> Settlement {
+        let policy = &self.policy;
+        let (kind, error) = match outcome {
+            Ok(Ok(Outcome::Ok(reply))) => {
+                return match policy.kind {
+                    RouteKind::Event => Settlement::Ack,
+                    RouteKind::Request => policy.reply(&self.topic, &reply.unwrap_or_default()),
+                }
+            }
+            Ok(Ok(Outcome::Failed(kind, e))) => (kind, e.to_string()),
+            Ok(Err(e)) => (FailureKind::Retryable, e.into().to_string()),
+            Err(panic) => (
+                FailureKind::Retryable,
+                format!("handler panicked: {}", panic_message(&*panic)),
+            ),
+        };
+        policy.failed(&self.topic, self.attempt, kind, error, self.is_dead_letter)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Dispatch`]: the route's call, then its settlement.
+    pub struct DispatchFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        // Decided before any handler ran (an undecodable body).
+        Done { settlement: Option<Settlement> },
+        // The route's stack is running.
+        Running {
+            #[pin]
+            future: CatchUnwind<AssertUnwindSafe<F>>,
+            call: Option<Call>,
+        },
+    }
+}
+
+impl<F: Future> DispatchFuture<F> {
+    fn done(settlement: Settlement) -> Self {
+        Self {
+            state: State::Done {
+                settlement: Some(settlement),
+            },
+        }
+    }
+
+    fn running(future: F, call: Call) -> Self {
+        Self {
+            state: State::Running {
+                future: AssertUnwindSafe(future).catch_unwind(),
+                call: Some(call),
+            },
+        }
+    }
+}
+
+impl<F, E> Future for DispatchFuture<F>
+where
+    F: Future<Output = Result<Outcome, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Settlement, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Done { settlement } => Poll::Ready(Ok(settlement
+                .take()
+                .expect("a dispatch future is not polled after it completed"))),
+            StateProj::Running { future, call } => {
+                let outcome = std::task::ready!(future.poll(cx));
+                let call = call
+                    .take()
+                    .expect("a dispatch future is not polled after it completed");
+                Poll::Ready(Ok(call.settle(outcome)))
+            }
+        }
+    }
+}
+
+/// Builds a route's [`DispatchService`](crate::consume::DispatchService) around its handler stack.
+pub(crate) fn dispatch_service<S>(inner: S, policy: Arc<RoutePolicy>) -> crate::consume::DispatchService
+where
+    S: Service<Message, Response = Outcome> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    tower::util::BoxCloneSyncService::new(Dispatch::new(inner, policy))
 }

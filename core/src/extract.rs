@@ -1,8 +1,10 @@
 //! Extractors: the arguments of a message handler.
 //!
 //! Like axum's extractors, each argument type implements [`FromMessage`]. Extraction is synchronous
-//! and borrows the message; a failing extractor yields a [`Rejection`], which kumi treats as an
-//! undecodable message (dead-lettered at once, never retried, never a panic).
+//! and borrows the message; a failing extractor yields a [`Rejection`], which says what becomes of
+//! the message, as a handler's error would: dead-lettered at once as undecodable (what the
+//! built-in extractors say of a payload that does not fit), dead-lettered as rejected, or
+//! retried. Never a panic.
 //!
 //! | extractor | gives |
 //! |---|---|
@@ -16,7 +18,7 @@
 //! | [`Producer`] | the producing service named by the envelope |
 //! | [`Context`] | publish and request, with correlation and trace propagated |
 //! | `Arc<S>` | the service itself (this is how `self: Arc<Self>` methods work) |
-//! | `Option<T>` | `None` instead of a rejection |
+//! | `Option<T>` | `None` when the value is absent (no message id, an empty payload); any other rejection stands |
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use serde::de::DeserializeOwned;
 
 use crate::client::{Client, Context};
 use crate::message::{Headers, Message, Producer};
+use crate::outcome::FailureKind;
 
 /// What an extractor sees: the message, the service and a client for the bus.
 #[derive(Debug)]
@@ -49,18 +52,69 @@ pub trait FromMessage<S>: Sized {
     fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection>;
 }
 
-/// Why an extractor could not produce its value. Turns into an "undecodable" dead letter.
+/// Why an extractor could not produce its value, and what becomes of the message: like a
+/// handler's error, a rejection is a failure of the attempt, of a [`FailureKind`].
 #[derive(Debug, Clone)]
 pub struct Rejection {
     message: String,
+    kind: FailureKind,
+    absent: bool,
 }
 
 impl Rejection {
-    /// A rejection with a message naming what did not fit.
+    /// The message does not fit (a payload of another shape, a malformed header): it is
+    /// dead-lettered at once as undecodable.
     pub fn new(message: impl Into<String>) -> Self {
+        Self::undecodable(message)
+    }
+
+    /// The message does not fit: dead-lettered at once as undecodable.
+    pub fn undecodable(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            kind: FailureKind::Undecodable,
+            absent: false,
         }
+    }
+
+    /// The message can never be handled (it names an unknown tenant, say): dead-lettered at
+    /// once as rejected.
+    pub fn reject(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind: FailureKind::Rejected,
+            absent: false,
+        }
+    }
+
+    /// The value cannot be had now but may be later (a lookup that failed): the message is
+    /// retried, as when a handler fails.
+    pub fn retry(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind: FailureKind::Retryable,
+            absent: false,
+        }
+    }
+
+    /// The message does not carry the value at all (no message id, no such header): as an
+    /// argument `Option<T>` this is `None`; as `T`, the message is undecodable.
+    pub fn absent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind: FailureKind::Undecodable,
+            absent: true,
+        }
+    }
+
+    /// What becomes of the message.
+    pub fn kind(&self) -> FailureKind {
+        self.kind
+    }
+
+    /// True when the value is absent rather than wrong (see [`Rejection::absent`]).
+    pub fn is_absent(&self) -> bool {
+        self.absent
     }
 }
 
@@ -86,6 +140,13 @@ pub struct Data<T>(pub T);
 impl<S, T: DeserializeOwned> FromMessage<S> for Data<T> {
     fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
         let payload = &parts.message.payload;
+        if payload.is_empty() {
+            return Err(Rejection::absent(format!(
+                "message on topic '{}' has an empty payload; expected {}",
+                parts.message.topic,
+                std::any::type_name::<T>()
+            )));
+        }
         // One UTF-8 check of the whole payload is cheaper than serde_json's check of each string
         // it reads from bytes; invalid UTF-8 goes through `from_slice` for its precise error.
         match std::str::from_utf8(payload) {
@@ -147,7 +208,7 @@ impl<S> FromMessage<S> for MessageId {
             .clone()
             .map(MessageId)
             .ok_or_else(|| {
-                Rejection::new(format!(
+                Rejection::absent(format!(
                     "message on topic '{}' has no message id",
                     parts.message.topic
                 ))
@@ -193,8 +254,66 @@ impl<S> FromMessage<S> for Arc<S> {
     }
 }
 
+/// `None` when `T` is absent from the message; any other rejection of `T` stands (a payload
+/// that is there but does not decode is still undecodable).
 impl<S, T: FromMessage<S>> FromMessage<S> for Option<T> {
     fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
-        Ok(T::from_message(parts).ok())
+        match T::from_message(parts) {
+            Ok(value) => Ok(Some(value)),
+            Err(rejection) if rejection.is_absent() => Ok(None),
+            Err(rejection) => Err(rejection),
+        }
+    }
+}
+
+/// The value, or the rejection itself (to decide in the handler what a rejection means).
+impl<S, T: FromMessage<S>> FromMessage<S> for Result<T, Rejection> {
+    fn from_message(parts: &MessageParts<'_, S>) -> Result<Self, Rejection> {
+        Ok(T::from_message(parts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts_of<'a>(message: &'a Message, service: &'a Arc<()>, client: &'a Client) -> MessageParts<'a, ()> {
+        MessageParts {
+            message,
+            service,
+            client,
+        }
+    }
+
+    #[test]
+    fn option_means_absent_not_any_rejection() {
+        let client = Client::new(Arc::new(crate::memory::MemoryBus::new()));
+        let service = Arc::new(());
+        let mut message = Message::new("t", Bytes::new());
+        let parts = parts_of(&message, &service, &client);
+        // Absent: None.
+        assert!(matches!(Option::<MessageId>::from_message(&parts), Ok(None)));
+        assert!(matches!(Option::<Data<u32>>::from_message(&parts), Ok(None)));
+        // Present but wrong: the rejection stands, as undecodable.
+        message.payload = Bytes::from_static(b"\"not a number\"");
+        let parts = parts_of(&message, &service, &client);
+        let rejection = Option::<Data<u32>>::from_message(&parts).unwrap_err();
+        assert_eq!(rejection.kind(), FailureKind::Undecodable);
+        assert!(!rejection.is_absent());
+        assert!(matches!(
+            Result::<Data<u32>, Rejection>::from_message(&parts),
+            Ok(Err(_))
+        ));
+        message.payload = Bytes::from_static(b"7");
+        let parts = parts_of(&message, &service, &client);
+        assert!(matches!(Option::<Data<u32>>::from_message(&parts), Ok(Some(Data(7)))));
+    }
+
+    #[test]
+    fn rejections_carry_their_outcome() {
+        assert_eq!(Rejection::new("x").kind(), FailureKind::Undecodable);
+        assert_eq!(Rejection::reject("x").kind(), FailureKind::Rejected);
+        assert_eq!(Rejection::retry("x").kind(), FailureKind::Retryable);
+        assert!(Rejection::absent("x").is_absent());
     }
 }

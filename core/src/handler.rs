@@ -1,4 +1,5 @@
-//! Message handlers: async functions whose arguments are extractors.
+//! Message handlers: async functions whose arguments are extractors, and [`HandlerService`], a
+//! handler as the tower service at the core of a route.
 //!
 //! Any `Fn(T1, .., Tn) -> impl Future<Output = R>` with every `Ti: FromMessage<S>` and
 //! `R: IntoOutcome` is a [`Handler`] — including methods taking `self: Arc<Self>`, because the
@@ -6,10 +7,18 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt;
+use tower::util::BoxCloneSyncService;
+use tower::Service;
+
+use crate::client::Client;
 use crate::envelope::JsonStyle;
+use crate::error::BoxError;
 use crate::extract::{FromMessage, MessageParts, Rejection};
+use crate::message::Message;
 use crate::outcome::{IntoOutcome, Outcome};
 
 /// A boxed, sendable future.
@@ -96,3 +105,75 @@ impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9);
 impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
 impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
 impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
+
+/// A route's handler as a tower service.
+pub type RouteService = BoxCloneSyncService<Message, Outcome, BoxError>;
+
+/// Adapts a [`Handler`] to a tower [`Service`]: runs the extractors, then the handler.
+pub(crate) struct HandlerService<H, T, S> {
+    handler: H,
+    service: Arc<S>,
+    client: Client,
+    reply: Option<JsonStyle>,
+    _args: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<H, T, S> HandlerService<H, T, S> {
+    pub(crate) fn new(
+        handler: H,
+        service: Arc<S>,
+        client: Client,
+        reply: Option<JsonStyle>,
+    ) -> Self {
+        Self {
+            handler,
+            service,
+            client,
+            reply,
+            _args: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<H: Clone, T, S> Clone for HandlerService<H, T, S> {
+    fn clone(&self) -> Self {
+        Self {
+            handler: self.handler.clone(),
+            service: Arc::clone(&self.service),
+            client: self.client.clone(),
+            reply: self.reply,
+            _args: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<H, T, S> Service<Message> for HandlerService<H, T, S>
+where
+    H: Handler<T, S>,
+    S: Send + Sync + 'static,
+{
+    type Response = Outcome;
+    type Error = BoxError;
+    type Future = futures_util::future::Either<
+        futures_util::future::Map<H::Future, fn(Outcome) -> Result<Outcome, BoxError>>,
+        std::future::Ready<Result<Outcome, BoxError>>,
+    >;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, message: Message) -> Self::Future {
+        let parts = MessageParts {
+            message: &message,
+            service: &self.service,
+            client: &self.client,
+        };
+        match self.handler.call(&parts, self.reply) {
+            Ok(fut) => futures_util::future::Either::Left(fut.map(Ok as fn(_) -> _)),
+            Err(rejection) => futures_util::future::Either::Right(std::future::ready(Ok(
+                Outcome::Failed(rejection.kind(), Box::new(rejection)),
+            ))),
+        }
+    }
+}

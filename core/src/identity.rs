@@ -43,31 +43,8 @@ impl fmt::Debug for Identity {
     }
 }
 
-static CONNECTION_LABEL: std::sync::RwLock<Option<String>> = std::sync::RwLock::new(None);
-
-/// Names the broker connections this process opens from now on. An app sets it as it starts,
-/// just before it connects, to `<service names>-<instance id>` with the instance id its services
-/// report (NATS `$SRV` discovery shows the same id), so a connection listed by the broker can be
-/// matched to its service instance. (Apps started at the same moment in one process may see
-/// each other's label.)
-pub fn set_connection_label(label: impl Into<String>) {
-    *CONNECTION_LABEL.write().unwrap_or_else(|e| e.into_inner()) = Some(label.into());
-}
-
-/// The label set by [`set_connection_label`], if any.
-pub fn connection_label() -> Option<String> {
-    CONNECTION_LABEL
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
-}
-
-/// The name for a new broker connection: the [`connection_label`] when an app set it (the usual
-/// case), else `<program>-<new instance id>`.
-pub fn connection_name() -> String {
-    if let Some(label) = connection_label() {
-        return label;
-    }
+/// A name for a connection opened without one: `<program>-<new instance id>`.
+pub(crate) fn default_connection_name() -> String {
     let program = std::env::args()
         .next()
         .and_then(|p| {

@@ -1,20 +1,28 @@
 //! kumi-core: services, routing, handlers and extractors, envelopes, the bus abstraction, the
 //! runner and the in-memory bus. Users depend on the `kumi` facade crate, which re-exports this.
 //!
-//! Where to look:
-//! - a message enters through a transport implementing [`bus::Bus`] ([`bus::memory`] here);
-//! - it reaches its handler through [`dispatch::Dispatcher`] (envelope, middleware, extractors);
-//! - its outcome is settled as a [`bus::Settlement`] chosen by [`retry::RetryPolicy`].
+//! Where to look (`docs/architecture.md` has the whole path, file by file, for every bus):
+//! - a message enters as a [`delivery::Delivery`] from a bus's [`delivery::Deliveries`] (the bus
+//!   implements [`bus::Bus`]; [`memory`] is the in-memory one);
+//! - the consume runtime ([`consume`]) takes it within the route's concurrency bound and runs it
+//!   through [`dispatch::Dispatch`] (envelope, middleware, extractors, handler), which decides a
+//!   [`settlement::Settlement`] by the route's [`retry::RetryPolicy`];
+//! - the runtime settles it through the delivery (ack, retry, dead letter, reply), extending its
+//!   lease while the handler runs, and counts it ([`stats`]).
 
 pub mod app;
 pub mod bus;
 pub mod client;
+pub mod consume;
+pub mod delivery;
 pub mod dispatch;
 pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod handler;
+pub mod health;
 pub mod identity;
+pub mod memory;
 pub mod message;
 pub mod middleware;
 pub mod outcome;
@@ -22,6 +30,8 @@ pub mod retry;
 pub mod router;
 pub mod runner;
 pub mod service;
+pub mod settlement;
+pub mod stats;
 pub mod transport;
 
 pub use app::{App, RunningApp};
@@ -29,13 +39,14 @@ pub use bus::{Bus, Capabilities, SharedBus};
 pub use client::{Client, Context, PublishOptions};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use handler::Handler;
+pub use health::Health;
 pub use identity::Identity;
 pub use message::{Headers, Message, Outgoing};
 pub use outcome::{HandlerError, IntoOutcome, Outcome};
 pub use retry::RetryPolicy;
 pub use router::Router;
 pub use service::Service;
-pub use transport::{Health, ServiceHandle, Transport};
+pub use transport::{ServiceHandle, Transport};
 
 /// Re-exported for `#[kumi::service]` expansions and for implementing [`Service`] by hand.
 pub use async_trait::async_trait;

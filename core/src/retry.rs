@@ -65,19 +65,12 @@ impl RetryPolicy {
     }
 }
 
-/// Bounds how many messages of one route wait out a retry backoff in process (buses that retry
-/// without their broker: the in-memory bus, core NATS). A route gets one slot per unit of
-/// concurrency; a failed message holds one while it waits, and when all are taken the next
-/// failure waits for a slot, which pauses the route instead of piling up waiting retries.
+/// Bounds how many messages of one route wait in process for a retry (or for another try at
+/// publishing their dead letter). A route gets one slot per unit of concurrency; a waiting
+/// message holds one, and when all are taken the next one waits for a slot, which pauses the
+/// route instead of piling up waiting messages.
 #[derive(Debug, Clone)]
 pub struct RetrySlots(Arc<Semaphore>);
-
-impl Default for RetrySlots {
-    /// No slots yet (add them with [`RetrySlots::add`]).
-    fn default() -> Self {
-        Self::new(0)
-    }
-}
 
 impl RetrySlots {
     /// `n` slots.
@@ -85,62 +78,44 @@ impl RetrySlots {
         Self(Arc::new(Semaphore::new(n)))
     }
 
-    /// Adds `n` slots (another subscriber's workers on a shared queue).
-    pub fn add(&self, n: usize) {
-        self.0.add_permits(n);
-    }
-
-    /// Waits for a free slot and takes it for a backoff of `delay`. Run the backoff (spawned,
-    /// ahead of putting the message back) with [`Backoff::wait`].
-    pub async fn backoff(&self, delay: Duration) -> Backoff {
-        let slot = Arc::clone(&self.0)
+    /// Waits for a free slot and takes it until the [`RetrySlot`] is dropped.
+    pub async fn acquire(&self) -> RetrySlot {
+        let permit = Arc::clone(&self.0)
             .acquire_owned()
             .await
             .expect("retry slots are never closed");
-        Backoff { delay, slot }
+        RetrySlot(permit)
+    }
+
+    /// Free slots now.
+    pub fn available(&self) -> usize {
+        self.0.available_permits()
     }
 }
 
-/// A retry backoff holding one of its route's [`RetrySlots`].
+/// One taken slot of a route's [`RetrySlots`], freed when dropped.
 #[derive(Debug)]
-pub struct Backoff {
-    delay: Duration,
-    slot: OwnedSemaphorePermit,
-}
-
-impl Backoff {
-    /// Sleeps the delay, then frees the slot. The slot is freed before the message is put back:
-    /// a full queue may wait for workers that wait for a slot.
-    pub async fn wait(self) {
-        tokio::time::sleep(self.delay).await;
-        drop(self.slot);
-    }
-}
+pub struct RetrySlot(#[allow(dead_code)] OwnedSemaphorePermit);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn retry_slots_bound_waiting_backoffs() {
+    #[tokio::test]
+    async fn retry_slots_bound_waiting_messages() {
         let slots = RetrySlots::new(1);
-        let first = slots.backoff(Duration::from_secs(1)).await;
-        // The only slot is held: a second backoff waits until the first has run.
+        let first = slots.acquire().await;
+        assert_eq!(slots.available(), 0);
+        // The only slot is held: a second waiter waits until the first is dropped.
         let second = tokio::spawn({
             let slots = slots.clone();
-            async move { slots.backoff(Duration::from_secs(1)).await.wait().await }
+            async move { drop(slots.acquire().await) }
         });
         tokio::task::yield_now().await;
         assert!(!second.is_finished());
-        first.wait().await;
+        drop(first);
         second.await.unwrap();
-        slots.add(1);
-        let (a, b) = (
-            slots.backoff(Duration::ZERO).await,
-            slots.backoff(Duration::ZERO).await,
-        );
-        a.wait().await;
-        b.wait().await;
+        assert_eq!(slots.available(), 1);
     }
 
     #[test]

@@ -11,33 +11,47 @@ use std::time::Duration;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder};
 
-use crate::bus::{validate_pattern, Delivery, RouteKind, Subscription};
+use crate::bus::{validate_pattern, Sharing, Subscription};
 use crate::client::Client;
-use crate::dispatch::{Dispatcher, HandlerService, RouteService};
-use crate::envelope::{default_envelope, Raw, SharedEnvelope};
+use crate::consume::{DispatchService, RouteSpec};
+use crate::dispatch::{dispatch_service, RoutePolicy};
+use crate::envelope::{default_envelope, JsonStyle, Raw, SharedEnvelope};
 use crate::error::{BoxError, Error, Result};
-use crate::handler::Handler;
+use crate::handler::{Handler, HandlerService, RouteService};
 use crate::message::{Extensions, Message};
 use crate::middleware::{TimeoutLayer, TraceLayer};
 use crate::outcome::Outcome;
 use crate::retry::RetryPolicy;
+use crate::settlement::RouteKind;
+use crate::stats::RouteStats;
 
 /// Default number of messages one route handles at once.
 pub const DEFAULT_CONCURRENCY: usize = 16;
 
-/// Builds a route's handler service. Given the route's name, it also puts the trace span around
-/// the handler inside the same box (for routes with no middleware, so that a message's call is
-/// boxed once).
-type MakeService<S> =
-    Box<dyn FnOnce(Arc<S>, Client, RouteKind, Option<Arc<str>>) -> RouteService + Send>;
+/// Builds a route's whole message path around its handler: the trace span, then (for routes with
+/// middleware) the boxed stack `wrap` builds, then [`Dispatch`](crate::dispatch::Dispatch). A
+/// route without middleware is boxed once.
+type MakeService<S> = Box<dyn FnOnce(MakeArgs<S>) -> DispatchService + Send>;
 pub(crate) type WrapService = Arc<dyn Fn(RouteService) -> RouteService + Send + Sync>;
+
+/// What [`MakeService`] builds with.
+struct MakeArgs<S> {
+    service: Arc<S>,
+    client: Client,
+    /// The JSON style of replies (request routes).
+    reply: Option<JsonStyle>,
+    policy: Arc<RoutePolicy>,
+    route: Arc<str>,
+    /// The route's middleware, around the handler; `None` for a route without.
+    wrap: Option<Box<dyn FnOnce(RouteService) -> RouteService>>,
+}
 
 /// One registered route, before the service starts.
 pub struct RouteDef<S> {
     kind: RouteKind,
     name: String,
     topic: String,
-    delivery: Option<Delivery>,
+    sharing: Option<Sharing>,
     concurrency: usize,
     retry: RetryPolicy,
     envelope: Option<SharedEnvelope>,
@@ -54,7 +68,7 @@ impl<S> fmt::Debug for RouteDef<S> {
             .field("kind", &self.kind)
             .field("name", &self.name)
             .field("topic", &self.topic)
-            .field("delivery", &self.delivery)
+            .field("sharing", &self.sharing)
             .field("concurrency", &self.concurrency)
             .finish()
     }
@@ -120,19 +134,22 @@ impl<S: Send + Sync + 'static> Router<S> {
         H: Handler<T, S>,
         T: 'static,
     {
-        let make: MakeService<S> = Box::new(move |service, client, kind, traced| {
-            let reply = (kind == RouteKind::Request).then_some(crate::envelope::JsonStyle::Compact);
-            let handler = HandlerService::<H, T, S>::new(handler, service, client, reply);
-            match traced {
-                Some(route) => BoxCloneSyncService::new(TraceLayer::new(route).layer(handler)),
-                None => BoxCloneSyncService::new(handler),
+        let make: MakeService<S> = Box::new(move |args: MakeArgs<S>| {
+            let handler = HandlerService::<H, T, S>::new(handler, args.service, args.client, args.reply);
+            let trace = TraceLayer::new(args.route);
+            match args.wrap {
+                None => dispatch_service(trace.layer(handler), args.policy),
+                Some(wrap) => dispatch_service(
+                    trace.layer(wrap(BoxCloneSyncService::new(handler))),
+                    args.policy,
+                ),
             }
         });
         self.routes.push(RouteDef {
             kind,
             name: handler_name::<H>(),
             topic: topic.to_owned(),
-            delivery: None,
+            sharing: None,
             concurrency: DEFAULT_CONCURRENCY,
             retry: RetryPolicy::default(),
             envelope: None,
@@ -227,12 +244,13 @@ impl<S: Send + Sync + 'static> Router<S> {
         self.wide.options.extend(wide.options.iter().cloned());
     }
 
-    /// Turns the routes into bus subscriptions for a running service.
+    /// Turns the routes into bus subscriptions for a running service, each with what the
+    /// consume runtime needs to run it and what the banner shows of it.
     pub(crate) fn into_subscriptions(
         self,
         service: &Arc<S>,
         client: &Client,
-    ) -> Result<Vec<(Subscription, RouteSummary)>> {
+    ) -> Result<Vec<(Subscription, RouteSpec, RouteSummary)>> {
         let identity = client.identity().clone();
         let ServiceWide {
             layers: service_layers,
@@ -265,62 +283,82 @@ impl<S: Send + Sync + 'static> Router<S> {
                     RouteKind::Event => default_envelope(),
                     RouteKind::Request => Arc::new(Raw),
                 });
+                let reply = (r.kind == RouteKind::Request).then(|| envelope.json_style());
+                let policy = Arc::new(RoutePolicy::new(
+                    Arc::clone(&route_name),
+                    r.kind,
+                    Arc::clone(&envelope),
+                    r.retry.clone(),
+                    r.dead_letter_topic.clone(),
+                    identity.clone(),
+                ));
                 let bare = r.timeout.is_none() && r.layers.is_empty() && service_layers.is_empty();
-                let traced = bare.then(|| Arc::clone(&route_name));
-                let mut svc = (r.make)(Arc::clone(service), client.clone(), r.kind, traced);
-                if let Some(timeout) = r.timeout {
-                    svc = BoxCloneSyncService::new(
-                        ServiceBuilder::new()
-                            .layer(TimeoutLayer::new(timeout))
-                            .service(svc),
-                    );
-                }
-                for wrap in r.layers.iter().chain(service_layers.iter()) {
-                    svc = wrap(svc);
-                }
-                if !bare {
-                    svc = BoxCloneSyncService::new(
-                        TraceLayer::new(Arc::clone(&route_name)).layer(svc),
-                    );
-                }
-                let explicit_delivery = r.delivery.is_some();
-                let delivery = r
-                    .delivery
-                    .unwrap_or_else(|| Delivery::Group(identity.name.clone()));
+                let wrap: Option<Box<dyn FnOnce(RouteService) -> RouteService>> = if bare {
+                    None
+                } else {
+                    let timeout = r.timeout;
+                    let layers: Vec<WrapService> =
+                        r.layers.iter().chain(service_layers.iter()).cloned().collect();
+                    Some(Box::new(move |mut svc: RouteService| {
+                        if let Some(timeout) = timeout {
+                            svc = BoxCloneSyncService::new(
+                                ServiceBuilder::new()
+                                    .layer(TimeoutLayer::new(timeout))
+                                    .service(svc),
+                            );
+                        }
+                        for wrap in &layers {
+                            svc = wrap(svc);
+                        }
+                        svc
+                    }))
+                };
+                let dispatch = (r.make)(MakeArgs {
+                    service: Arc::clone(service),
+                    client: client.clone(),
+                    reply,
+                    policy,
+                    route: Arc::clone(&route_name),
+                    wrap,
+                });
+                let explicit_sharing = r.sharing.is_some();
+                let sharing = r
+                    .sharing
+                    .unwrap_or_else(|| Sharing::Group(identity.name.clone()));
                 let summary = RouteSummary {
                     kind: r.kind,
                     name: route_name.to_string(),
                     topic: r.topic.clone(),
-                    delivery: delivery.clone(),
+                    sharing: sharing.clone(),
                     listens: String::new(),
                     concurrency: r.concurrency,
                     max_attempts: r.retry.max_attempts,
                     envelope: envelope.name(),
                 };
-                let dispatcher = Dispatcher::new(
-                    route_name,
-                    r.kind,
-                    envelope,
-                    r.retry,
-                    r.dead_letter_topic,
-                    identity.clone(),
-                    svc,
-                );
-                Ok((
-                    Subscription {
-                        topic: r.topic,
-                        delivery,
-                        explicit_delivery,
-                        name: r.name,
-                        service: identity.clone(),
-                        kind: r.kind,
-                        concurrency: r.concurrency,
-                        dispatcher: Arc::new(dispatcher),
-                        options: Arc::new(r.options),
-                        service_options: Arc::clone(&service_options),
-                    },
-                    summary,
-                ))
+                let stats = Arc::new(RouteStats::new());
+                let spec = RouteSpec {
+                    name: Arc::clone(&route_name),
+                    kind: r.kind,
+                    concurrency: r.concurrency,
+                    service: dispatch,
+                    stats: Arc::clone(&stats),
+                };
+                let subscription = Subscription {
+                    topic: r.topic,
+                    sharing,
+                    explicit_sharing,
+                    name: r.name,
+                    route: route_name,
+                    service: identity.clone(),
+                    kind: r.kind,
+                    concurrency: r.concurrency,
+                    max_attempts: r.retry.max_attempts,
+                    dead_letter_topic: r.dead_letter_topic,
+                    options: Arc::new(r.options),
+                    service_options: Arc::clone(&service_options),
+                    stats,
+                };
+                Ok((subscription, spec, summary))
             })
             .collect()
     }
@@ -360,7 +398,7 @@ pub struct RouteSummary {
     /// Topic pattern.
     pub topic: String,
     /// Group or broadcast.
-    pub delivery: Delivery,
+    pub sharing: Sharing,
     /// Where the bus listens for it (filled in once subscribed).
     pub listens: String,
     /// Concurrency limit.
@@ -386,13 +424,13 @@ impl<S> RouteBuilder<'_, S> {
 
     /// Competing consumers in the named group (default group: the service name).
     pub fn group(self, group: impl Into<String>) -> Self {
-        self.route.delivery = Some(Delivery::Group(group.into()));
+        self.route.sharing = Some(Sharing::Group(group.into()));
         self
     }
 
     /// Every instance of the service receives every message.
     pub fn broadcast(self) -> Self {
-        self.route.delivery = Some(Delivery::Broadcast);
+        self.route.sharing = Some(Sharing::Broadcast);
         self
     }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kumi::bus::RouteKind;
+use kumi::settlement::RouteKind;
 use kumi::envelope::Raw;
 use kumi::prelude::*;
 use serde_json::{json, Value};

@@ -4,13 +4,58 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::memory::MemoryBus;
+use futures_util::future::BoxFuture;
+
 use super::SharedBus;
 use crate::error::{Error, Result};
-use crate::handler::BoxFuture;
+use crate::memory::MemoryBus;
 
 /// Opens a bus for a URL of the scheme it was registered for.
-pub type BusConnector = Arc<dyn Fn(String) -> BoxFuture<Result<SharedBus>> + Send + Sync>;
+pub type BusConnector =
+    Arc<dyn Fn(ConnectOptions) -> BoxFuture<'static, Result<SharedBus>> + Send + Sync>;
+
+/// What a connector connects with: the bus URL and the name the connection shows the broker.
+#[derive(Clone)]
+pub struct ConnectOptions {
+    /// The bus URL, credentials included.
+    pub url: String,
+    /// The name of the connection the broker lists (NATS `/connz`, RabbitMQ's connection name):
+    /// `<service names>-<instance id>` when an app connects; a URL's own `name=` option wins.
+    /// `None`: the bus makes one up (`<program>-<random id>`).
+    pub connection_name: Option<String>,
+}
+
+impl ConnectOptions {
+    /// Options for `url` with no connection name.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            connection_name: None,
+        }
+    }
+
+    /// Names the connection.
+    pub fn connection_name(mut self, name: impl Into<String>) -> Self {
+        self.connection_name = Some(name.into());
+        self
+    }
+
+    /// The connection name to use: the given one, else `<program>-<new instance id>`.
+    pub fn name_or_default(&self) -> String {
+        self.connection_name
+            .clone()
+            .unwrap_or_else(crate::identity::default_connection_name)
+    }
+}
+
+impl fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("url", &redact(&self.url))
+            .field("connection_name", &self.connection_name)
+            .finish()
+    }
+}
 
 /// Schemes kumi knows and the Cargo feature that provides each.
 const KNOWN: &[(&str, &str)] = &[
@@ -34,8 +79,8 @@ impl Default for Connectors {
         };
         c.register(
             "memory",
-            Arc::new(|url: String| -> BoxFuture<Result<SharedBus>> {
-                Box::pin(async move { Ok(Arc::new(MemoryBus::from_url(&url)?) as SharedBus) })
+            Arc::new(|options: ConnectOptions| -> BoxFuture<'static, Result<SharedBus>> {
+                Box::pin(async move { Ok(Arc::new(MemoryBus::from_url(&options.url)?) as SharedBus) })
             }),
         );
         c
@@ -62,9 +107,15 @@ impl Connectors {
     /// Opens the bus `url` names. Errors name the URL (credentials removed) and, for a known
     /// scheme not compiled in, the Cargo feature to enable.
     pub async fn connect(&self, url: &str) -> Result<SharedBus> {
+        self.connect_with(ConnectOptions::new(url)).await
+    }
+
+    /// [`Connectors::connect`] with options (the connection's name).
+    pub async fn connect_with(&self, options: ConnectOptions) -> Result<SharedBus> {
+        let url = options.url.as_str();
         let scheme = scheme_of(url)?;
         match self.by_scheme.get(&scheme) {
-            Some(connector) => connector(url.to_owned()).await,
+            Some(connector) => connector(options).await,
             None => {
                 let shown = redact(url);
                 Err(match KNOWN.iter().find(|(s, _)| *s == scheme) {

@@ -1,17 +1,14 @@
-//! The bus abstraction: what every message transport (in-memory, NATS, AMQP, SNS+SQS) implements.
+//! The bus abstraction: what every message transport (in-memory, NATS, AMQP, SNS+SQS)
+//! implements.
 //!
-//! A message's path through kumi:
-//!
-//! 1. the transport receives a delivery and builds a [`Message`](crate::Message);
-//! 2. it hands it to the route's [`Dispatcher`](crate::dispatch::Dispatcher) (`dispatch`), which
-//!    decodes the envelope, runs the middleware and the handler, and applies the retry policy;
-//! 3. the dispatcher returns a [`Settlement`], which the transport maps onto its native vocabulary
-//!    (ack, delayed redelivery, dead-letter publish, reply).
-//!
-//! Transports never decide retry policy; dispatchers never touch a broker.
+//! A bus does three things for kumi: it publishes (and sends requests), it subscribes a route
+//! and turns what its broker delivers into [`Deliveries`](crate::delivery::Deliveries) for the
+//! consume runtime ([`crate::consume`]), and it settles each delivery the way the runtime tells
+//! it (ack, redeliver later, dead-letter, reply). Everything between — worker pools, concurrency
+//! bounds, retries in process, lease heartbeats, counters, drain — is the runtime's, written once
+//! for every bus; retry and dead-letter policy is the dispatcher's ([`crate::dispatch`]).
 
 pub(crate) mod connect;
-pub mod memory;
 pub(crate) mod topic;
 pub mod url_options;
 
@@ -20,27 +17,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 
-pub use connect::{client_certificate, redact, BusConnector, Connectors};
+pub use connect::{client_certificate, redact, BusConnector, ConnectOptions, Connectors};
 pub use topic::{validate_pattern, validate_topic, TopicCache};
 
-use crate::dispatch::Dispatcher;
+use crate::consume::Consumer;
 use crate::error::Result;
-use crate::message::{Extensions, Headers, Outgoing};
-
-/// Header on dead-lettered messages: why the message was dead-lettered.
-pub const DEAD_LETTER_REASON: &str = "kumi-dead-letter-reason";
-/// Header on dead-lettered messages: `exhausted`, `rejected` or `undecodable`.
-pub const DEAD_LETTER_KIND: &str = "kumi-dead-letter-kind";
-/// Header on dead-lettered messages: the topic the message was consumed from.
-pub const ORIGINAL_TOPIC: &str = "kumi-original-topic";
-/// Header on dead-lettered messages: how many delivery attempts were made.
-pub const ATTEMPTS: &str = "kumi-attempts";
-/// Header carrying the message id on transports without a native field for it.
-pub const MESSAGE_ID: &str = "kumi-message-id";
-/// Header carrying the correlation id on transports without a native field for it.
-pub const CORRELATION_ID: &str = "kumi-correlation-id";
+use crate::health::Health;
+use crate::identity::Identity;
+use crate::message::{Extensions, Outgoing};
+use crate::settlement::{DrainReport, Reply, RouteKind};
+use crate::stats::RouteStats;
 
 /// What a bus can and cannot do. The conformance suite skips (visibly) the cases a bus lacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,59 +62,52 @@ pub struct Capabilities {
     pub retry_holds_slot: bool,
 }
 
-/// Whether a route consumes events or answers requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteKind {
-    /// Fire-and-forget messages, acked after success.
-    Event,
-    /// Requests: the handler's value is the reply.
-    Request,
-}
-
-impl fmt::Display for RouteKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            RouteKind::Event => "subscribe",
-            RouteKind::Request => "request",
-        })
-    }
-}
-
 /// How subscribers of one topic share its messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
+pub enum Sharing {
     /// Competing consumers: each message goes to one member of the named group.
     Group(String),
     /// Every subscriber instance gets every message.
     Broadcast,
 }
 
-/// A route as a bus sees it: where to listen and whom to hand messages to.
+/// A route as a bus sees it: where to listen, how instances share its messages, and the options
+/// it set.
 #[derive(Clone)]
 pub struct Subscription {
     /// Topic pattern (wildcards: `*` one token, `>` the rest; `#` zero or more tokens).
     pub topic: String,
     /// How instances share the messages.
-    pub delivery: Delivery,
-    /// True when the route chose its group or broadcast itself; false when `delivery` is the
+    pub sharing: Sharing,
+    /// True when the route chose its group or broadcast itself; false when `sharing` is the
     /// default (the service name as group). Transports with their own convention for the default
     /// (NATS service endpoints use the queue group `q`) apply it only then.
-    pub explicit_delivery: bool,
+    pub explicit_sharing: bool,
     /// The route's name within its service (the handler name unless renamed).
     pub name: String,
+    /// `service.name`, for logs and errors.
+    pub route: Arc<str>,
     /// The service the route belongs to.
-    pub service: crate::identity::Identity,
+    pub service: Identity,
     /// Event or request.
     pub kind: RouteKind,
-    /// At most this many handler calls run at once; the bus takes no more than that from the broker.
+    /// At most this many handler calls run at once: take no more than that from the broker
+    /// (prefetch, `max_ack_pending`, receive batch).
     pub concurrency: usize,
-    /// Receives each message and says how to settle it.
-    pub dispatcher: Arc<Dispatcher>,
+    /// Delivery attempts before a failing message is dead-lettered (for broker-side limits such
+    /// as an SQS redrive policy, which must not come first).
+    pub max_attempts: u32,
+    /// The dead-letter topic the route names, if it names one (else `dlq.<topic>`; see
+    /// [`Subscription::dead_letter_topic`]).
+    pub dead_letter_topic: Option<String>,
     /// Transport-specific options the route set (a JetStream durable, an SQS queue name...).
     pub options: Arc<Extensions>,
     /// Transport-specific options its service set for every route
     /// ([`Router::option`](crate::Router::option)); the route's own take precedence.
     pub service_options: Arc<Extensions>,
+    /// The route's counters, kept by the consume runtime (a bus reports them: the NATS service
+    /// API's `STATS`, say).
+    pub stats: Arc<RouteStats>,
 }
 
 impl Subscription {
@@ -139,104 +119,34 @@ impl Subscription {
             .get::<T>()
             .or_else(|| self.service_options.get::<T>())
     }
+
+    /// Where messages of `topic` (the route's pattern, or a concrete topic it matched) are
+    /// dead-lettered: the route's dead-letter topic, else `dlq.<topic>`.
+    pub fn dead_letter_topic(&self, topic: &str) -> String {
+        crate::dispatch::dead_letter_topic(self.dead_letter_topic.as_deref(), topic)
+    }
 }
 
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
             .field("topic", &self.topic)
-            .field("delivery", &self.delivery)
+            .field("sharing", &self.sharing)
             .field("kind", &self.kind)
             .field("concurrency", &self.concurrency)
-            .field("route", &self.dispatcher.name())
+            .field("route", &self.route)
             .finish()
     }
 }
 
-/// A reply to a request, or the error the handler failed with.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    /// Reply body (encoded by the route's envelope); empty for errors.
-    pub body: Bytes,
-    /// Reply headers.
-    pub headers: Headers,
-    /// `Some((code, text))` when the handler failed (500) or the request did not decode (400).
-    pub error: Option<(u16, String)>,
-}
-
-impl Reply {
-    /// A successful reply.
-    pub fn ok(body: Bytes) -> Self {
-        Self {
-            body,
-            headers: Headers::new(),
-            error: None,
-        }
-    }
-
-    /// An error reply.
-    pub fn error(code: u16, text: impl Into<String>) -> Self {
-        Self {
-            body: Bytes::new(),
-            headers: Headers::new(),
-            error: Some((code, text.into())),
-        }
-    }
-}
-
-/// Why and where a message is dead-lettered.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    /// Destination topic.
-    pub topic: String,
-    /// The topic the message was consumed from.
-    pub original_topic: String,
-    /// Error text.
-    pub reason: String,
-    /// `exhausted`, `rejected` or `undecodable`.
-    pub kind: &'static str,
-    /// Delivery attempts made.
-    pub attempts: u32,
-}
-
-impl DeadLetter {
-    /// The headers a dead-lettered message carries (added to its original headers).
-    pub fn headers(&self, original: &Headers) -> Headers {
-        let mut h = original.clone();
-        h.insert(DEAD_LETTER_REASON, self.reason.clone());
-        h.insert(DEAD_LETTER_KIND, self.kind);
-        h.insert(ORIGINAL_TOPIC, self.original_topic.clone());
-        h.insert(ATTEMPTS, self.attempts.to_string());
-        h
-    }
-}
-
-/// How the transport must settle a message after its dispatch.
-#[derive(Debug, Clone)]
-pub enum Settlement {
-    /// Done: acknowledge / delete.
-    Ack,
-    /// Send this reply (request routes), then acknowledge.
-    Reply(Reply),
-    /// Redeliver after `delay` (without blocking other messages).
-    Retry {
-        /// Backoff before the next attempt.
-        delay: Duration,
-        /// The failure, for logs.
-        error: String,
-    },
-    /// Publish to the dead-letter destination, then acknowledge the original.
-    DeadLetter(DeadLetter),
-}
-
-/// What a bus reports after draining.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DrainReport {
-    /// Messages whose handlers finished and were settled during the drain.
-    pub settled: usize,
-    /// Messages still queued or running at the deadline (left unacked for redelivery where the
-    /// broker keeps them; lost on the in-memory bus).
-    pub abandoned: usize,
+/// A route a bus subscribed: where it listens and the deliveries it produces.
+#[derive(Debug)]
+pub struct Subscribed {
+    /// Where it listens, in the bus's own terms, for the startup banner (e.g. `queue group q`
+    /// or `JetStream consumer orders-created on stream ORDERS`).
+    pub listens: String,
+    /// Its deliveries, for the consume runtime.
+    pub consumer: Consumer,
 }
 
 /// A message transport. Implemented by the in-memory bus and by each broker crate.
@@ -248,11 +158,11 @@ pub trait Bus: Send + Sync + 'static {
     /// The bus URL with credentials removed, for banners and errors.
     fn url(&self) -> &str;
 
-    /// Starts consuming for a route. Returns where it listens, in the bus's own terms, for the
-    /// startup banner (e.g. `queue group q` or `JetStream consumer orders-created on stream
-    /// ORDERS`). Fails with a clear error if the bus cannot serve it (e.g. request routes on a bus
+    /// Subscribes a route: sets up what the broker needs (a subscription, a queue, a consumer)
+    /// and returns its deliveries for the consume runtime, with where it listens. Fails with a
+    /// clear error naming the route if the bus cannot serve it (e.g. request routes on a bus
     /// without request/reply).
-    async fn subscribe(&self, subscription: Subscription) -> Result<String>;
+    async fn subscribe(&self, subscription: Subscription) -> Result<Subscribed>;
 
     /// Publishes an event. Returns once the bus has accepted it (confirmed, where it confirms).
     async fn publish(&self, message: Outgoing) -> Result<()>;
@@ -267,11 +177,13 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Gives the bus the process health, to report a lost connection or to ask for a graceful stop
     /// (a broker going away). Called once when an app starts on the bus.
-    fn attach_health(&self, _health: crate::transport::Health) {}
+    fn attach_health(&self, _health: Health) {}
 
-    /// Stops taking new messages, lets in-flight handlers finish and settle until `deadline`, then
-    /// disconnects. Publishing afterwards fails with [`ErrorKind::Closed`](crate::ErrorKind::Closed).
-    /// Calling it again is a no-op.
+    /// Closes the bus once the consume runtime has drained its routes: sends what is still
+    /// buffered (until `deadline`), then disconnects. Reports the messages the bus itself still
+    /// held and loses (the in-memory bus's queues); buses whose broker keeps them report none.
+    /// Publishing afterwards fails with [`ErrorKind::Closed`](crate::ErrorKind::Closed). Calling
+    /// it again is a no-op.
     async fn shutdown(&self, deadline: Instant) -> Result<DrainReport>;
 }
 

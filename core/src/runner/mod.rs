@@ -24,7 +24,8 @@ pub use config::{Config, LogFormat};
 pub use logging::init_logging;
 
 use crate::app::{App, RunningApp};
-use crate::bus::{Connectors, RouteKind};
+use crate::bus::Connectors;
+use crate::settlement::RouteKind;
 use crate::error::ErrorKind;
 use crate::service::Service;
 use crate::transport::SharedTransport;

@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::Route;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use kumi_core::bus::DrainReport;
+use kumi_core::settlement::DrainReport;
 use kumi_core::message::Extensions;
 use kumi_core::runner::Config;
 use kumi_core::transport::SharedTransport;

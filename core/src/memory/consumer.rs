@@ -1,0 +1,113 @@
+//! The in-memory bus's deliveries: a route's queue read as [`Deliveries`], each message a
+//! [`Delivery`] that settles by leaving the bus's pending count.
+//!
+//! The bus keeps nothing a broker would, so it cannot delay a redelivery (retries wait in the
+//! consume runtime) and a delivery given back at a drain deadline is lost (and counted so).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{Item, MemoryBus, Queue};
+use crate::delivery::{Deliveries, Delivery, Refused};
+use crate::error::Error;
+use crate::message::{Message, Outgoing};
+use crate::settlement::Reply;
+
+/// A route's queue, read until the route stops and the bus is idle.
+pub(super) struct MemoryDeliveries {
+    pub(super) bus: MemoryBus,
+    pub(super) queue: Arc<Queue>,
+    pub(super) stopping: bool,
+}
+
+impl MemoryDeliveries {
+    fn delivery(&self, item: Item) -> MemoryDelivery {
+        MemoryDelivery {
+            bus: self.bus.clone(),
+            item,
+        }
+    }
+}
+
+impl Deliveries for MemoryDeliveries {
+    type Delivery = MemoryDelivery;
+
+    async fn next(&mut self, _room: usize) -> Option<MemoryDelivery> {
+        if !self.stopping {
+            let item = self.queue.rx.recv().await.ok()?;
+            return Some(self.delivery(item));
+        }
+        // Stopping: what is queued, until nothing is queued, running or waiting for a retry
+        // anywhere on the bus (a handler still running may publish to this queue).
+        loop {
+            match self.queue.rx.try_recv() {
+                Ok(item) => return Some(self.delivery(item)),
+                Err(async_channel::TryRecvError::Closed) => return None,
+                Err(async_channel::TryRecvError::Empty) => {}
+            }
+            let idle = self.bus.inner.idle.notified();
+            tokio::pin!(idle);
+            // Registered before the check, so that a notification in between is not missed.
+            idle.as_mut().enable();
+            if self.bus.inner.pending.load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            tokio::select! {
+                item = self.queue.rx.recv() => return Some(self.delivery(item.ok()?)),
+                () = idle => {}
+            }
+        }
+    }
+
+    async fn stop(&mut self) {
+        self.stopping = true;
+    }
+}
+
+/// One message taken from a queue: pending on the bus until it is settled (or dropped).
+pub(super) struct MemoryDelivery {
+    bus: MemoryBus,
+    item: Item,
+}
+
+impl Drop for MemoryDelivery {
+    fn drop(&mut self) {
+        self.bus.settle_one();
+    }
+}
+
+impl Delivery for MemoryDelivery {
+    fn message(&self) -> Message {
+        self.item.message()
+    }
+
+    async fn ack(self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    async fn reply(mut self, reply: Reply) -> Result<(), Error> {
+        if let Some(tx) = self.item.reply.take() {
+            // The requester may have given up (timeout); nothing else to do then.
+            let _ = tx.send(reply);
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(self, letter: Outgoing) -> Result<(), Refused<Self>> {
+        let topic = letter.topic.clone();
+        if self.bus.route(Item::new(letter, None)).await == 0 {
+            tracing::error!(
+                dead_letter_topic = %topic,
+                "no subscriber on the dead-letter topic; the dead letter is dropped (subscribe to it to keep them)"
+            );
+        }
+        Ok(())
+    }
+
+    async fn release(self) {
+        tracing::error!(
+            topic = %self.item.topic,
+            "memory:// bus: a message still in hand at the drain deadline is lost"
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! The in-memory bus (`memory://`): the embedded default, for single-process systems, development
+//! and tests. It keeps every semantic of the broker buses that can exist within one process, and
+//! runs the same conformance cases.
+//!
+//! - Topics with wildcards (`*`, `>`, `#`); competing consumer groups (one queue per topic pattern
+//!   and group, shared by the group's members) and broadcast (a queue per subscriber).
+//! - Each queue is bounded (`memory://?capacity=N`, default 1024): publishers wait when a queue is
+//!   full, so a slow consumer pushes back on its producers instead of growing memory.
+//! - Consuming ([`consumer`]) is the consume runtime's, as on every bus: the route's concurrency
+//!   bound, retries (in process: the bus cannot delay a redelivery), dead letters (published to
+//!   the dead-letter topic with the `kumi-*` dead-letter headers), drain.
+//! - Request/reply with "no responders" detection and timeouts.
+//! - Shutdown: new publishes are accepted while the routes drain (so in-flight handlers can finish
+//!   their work); a route's intake ends once nothing is queued, running or waiting for a retry
+//!   anywhere on the bus. Messages still pending at the deadline are reported and lost — the bus
+//!   is not persistent, so it declares `persistent: false` and `durable: false`.
+//!
+//! Files: this one (queues and routing), [`consumer`] (deliveries and how they settle), `bus.rs`
+//! (the `Bus` impl).
+
+mod bus;
+mod consumer;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, Notify};
+
+use crate::bus::topic::matches;
+use crate::bus::Sharing;
+use crate::error::{Error, ErrorKind, Result};
+use crate::message::{Headers, Message, Outgoing};
+use crate::settlement::{Reply, RouteKind};
+
+const DEFAULT_CAPACITY: usize = 1024;
+
+/// A message sitting in a queue.
+struct Item {
+    topic: Arc<str>,
+    body: Bytes,
+    headers: Headers,
+    message_id: String,
+    correlation_id: Option<String>,
+    timestamp: SystemTime,
+    reply: Option<oneshot::Sender<Reply>>,
+}
+
+impl Item {
+    fn new(message: Outgoing, reply: Option<oneshot::Sender<Reply>>) -> Self {
+        Item {
+            topic: message.topic.into(),
+            body: message.body,
+            headers: message.headers,
+            message_id: message.message_id,
+            correlation_id: message.correlation_id,
+            timestamp: SystemTime::now(),
+            reply,
+        }
+    }
+
+    fn message(&self) -> Message {
+        let mut m = Message::new(Arc::clone(&self.topic), self.body.clone());
+        m.headers = self.headers.clone();
+        m.message_id = Some(self.message_id.clone());
+        m.correlation_id.clone_from(&self.correlation_id);
+        m.timestamp = Some(self.timestamp);
+        m
+    }
+
+    /// A copy for another queue (no reply channel: only one route answers a request).
+    fn copy(&self) -> Self {
+        Item {
+            topic: Arc::clone(&self.topic),
+            body: self.body.clone(),
+            headers: self.headers.clone(),
+            message_id: self.message_id.clone(),
+            correlation_id: self.correlation_id.clone(),
+            timestamp: self.timestamp,
+            reply: None,
+        }
+    }
+}
+
+struct Queue {
+    pattern: String,
+    sharing: Sharing,
+    kind: RouteKind,
+    tx: async_channel::Sender<Item>,
+    rx: async_channel::Receiver<Item>,
+}
+
+struct Inner {
+    capacity: usize,
+    queues: RwLock<Arc<Vec<Arc<Queue>>>>,
+    closed: AtomicBool,
+    /// Messages queued, or delivered and not settled yet, on any queue.
+    pending: AtomicUsize,
+    /// Notified when `pending` drops to 0.
+    idle: Notify,
+}
+
+/// The in-memory bus. See the [module docs](self).
+#[derive(Clone)]
+pub struct MemoryBus {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for MemoryBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBus")
+            .field("capacity", &self.inner.capacity)
+            .field("pending", &self.inner.pending.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Default for MemoryBus {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
+}
+
+impl MemoryBus {
+    /// A bus whose queues hold up to 1024 messages each.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A bus whose queues hold up to `capacity` messages each (at least 1).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                capacity: capacity.max(1),
+                queues: RwLock::new(Arc::new(Vec::new())),
+                closed: AtomicBool::new(false),
+                pending: AtomicUsize::new(0),
+                idle: Notify::new(),
+            }),
+        }
+    }
+
+    /// Parses `memory://` with the optional query `capacity=N`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let rest = url
+            .strip_prefix("memory://")
+            .ok_or_else(|| Error::config(format!("'{url}' is not a memory:// URL")))?;
+        let (host, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if !host.trim_end_matches('/').is_empty() {
+            return Err(Error::config(format!(
+                "bus URL '{url}': memory:// takes no host (did you mean memory://?capacity=N)"
+            )));
+        }
+        let mut capacity = DEFAULT_CAPACITY;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("capacity", v)) => {
+                    capacity = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        Error::config(format!(
+                            "bus URL '{url}': capacity must be a positive integer, got '{v}'"
+                        ))
+                    })?;
+                }
+                _ => {
+                    return Err(Error::config(format!(
+                        "bus URL '{url}': unknown option '{pair}' (known: capacity)"
+                    )))
+                }
+            }
+        }
+        Ok(Self::with_capacity(capacity))
+    }
+
+    fn snapshot(&self) -> Arc<Vec<Arc<Queue>>> {
+        Arc::clone(&self.inner.queues.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn check_open(&self, topic: &str) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::new(
+                ErrorKind::Closed,
+                format!("memory:// bus is stopped; cannot send on topic '{topic}'"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The queue of `sharing`'s group for `pattern`, or a new one.
+    fn queue(&self, pattern: &str, sharing: &Sharing, kind: RouteKind, concurrency: usize) -> Arc<Queue> {
+        let mut guard = self.inner.queues.write().unwrap_or_else(|e| e.into_inner());
+        if let Sharing::Group(_) = sharing {
+            let existing = guard
+                .iter()
+                .find(|q| q.pattern == pattern && q.sharing == *sharing && q.kind == kind);
+            if let Some(q) = existing {
+                return Arc::clone(q);
+            }
+        }
+        let (tx, rx) = async_channel::bounded(self.inner.capacity.max(concurrency));
+        let q = Arc::new(Queue {
+            pattern: pattern.to_owned(),
+            sharing: sharing.clone(),
+            kind,
+            tx,
+            rx,
+        });
+        let mut next: Vec<Arc<Queue>> = guard.as_ref().clone();
+        next.push(Arc::clone(&q));
+        *guard = Arc::new(next);
+        q
+    }
+
+    /// Puts `item` on every event queue whose pattern matches its topic. Returns how many took it.
+    async fn route(&self, item: Item) -> usize {
+        let queues = self.snapshot();
+        let wants = |q: &Arc<Queue>| q.kind == RouteKind::Event && matches(&q.pattern, &item.topic);
+        let Some(last) = queues.iter().rposition(wants) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for q in queues[..last].iter().filter(|q| wants(q)) {
+            delivered += usize::from(self.enqueue(q, item.copy()).await);
+        }
+        // The last target takes the original: no copy in the common single-queue case.
+        delivered + usize::from(self.enqueue(&queues[last], item).await)
+    }
+
+    /// Puts `item` on `queue`, waiting while the queue is full (backpressure). The waiting is
+    /// boxed apart: publish futures stay small on the usual path, where the queue has room.
+    async fn enqueue(&self, queue: &Queue, item: Item) -> bool {
+        self.inner.pending.fetch_add(1, Ordering::AcqRel);
+        match queue.tx.try_send(item) {
+            Ok(()) => true,
+            Err(async_channel::TrySendError::Full(item)) => {
+                Box::pin(self.enqueue_when_room(queue, item)).await
+            }
+            Err(async_channel::TrySendError::Closed(_)) => {
+                self.settle_one();
+                false
+            }
+        }
+    }
+
+    /// The rest of [`MemoryBus::enqueue`] for a full queue (the pending count is already taken).
+    async fn enqueue_when_room(&self, queue: &Queue, item: Item) -> bool {
+        /// Undoes the pending count unless the send completed (also when the send is cancelled,
+        /// e.g. by a request timeout while the queue is full).
+        struct Pending<'a>(&'a MemoryBus, bool);
+        impl Drop for Pending<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.settle_one();
+                }
+            }
+        }
+        let mut guard = Pending(self, false);
+        guard.1 = queue.tx.send(item).await.is_ok();
+        guard.1
+    }
+
+    /// One pending message is settled (or lost).
+    fn settle_one(&self) {
+        if self.inner.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inner.idle.notify_waiters();
+        }
+    }
+}
