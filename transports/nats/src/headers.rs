@@ -4,7 +4,7 @@
 //! correlation id as `kumi-correlation-id`; every other header is carried as is.
 
 use async_nats::HeaderMap;
-use kumi_core::bus::{DeadLetter, CORRELATION_ID};
+use kumi_core::settlement::CORRELATION_ID;
 use kumi_core::{Headers, Message, Outgoing};
 
 /// NATS's message id header.
@@ -89,21 +89,6 @@ pub(crate) fn from_nats(map: Option<&HeaderMap>, message: &mut Message) {
         }
     }
     message.headers = headers;
-}
-
-/// The dead letter of a NATS message: its payload, its headers (rebuilt from the NATS ones: only
-/// this path needs them, so consumers do not keep a copy per message) with the dead-letter reason
-/// headers, and its message id.
-pub(crate) fn dead_letter(dead: &DeadLetter, msg: &async_nats::Message) -> Outgoing {
-    let mut original = Message::new(msg.subject.as_str(), bytes::Bytes::new());
-    from_nats(msg.headers.as_ref(), &mut original);
-    let mut out = Outgoing::new(dead.topic.clone(), msg.payload.clone());
-    out.headers = dead.headers(&original.headers);
-    if let Some(id) = original.message_id {
-        out.message_id = id;
-    }
-    out.correlation_id = original.correlation_id;
-    out
 }
 
 #[cfg(test)]

@@ -21,22 +21,24 @@
 //!   from then on.
 //! - Errors: failed handlers reply with `Nats-Service-Error` and `Nats-Service-Error-Code` (500,
 //!   or 400 for requests that do not decode) and count in `num_errors` / `last_error`.
-//! - Stop: the discovery subscriptions are drained with the endpoints.
-//! - Per-endpoint counters are atomics: no lock on the request path except for `last_error`,
-//!   written only when a request fails.
+//! - Stop: the endpoints are drained with the routes (by the consume runtime); the discovery
+//!   subscriptions are drained when the bus closes, after them.
+//! - The per-endpoint figures are the route's counters, kept by the consume runtime
+//!   ([`RouteStats`]): no lock on the request path except for `last_error`, written only when a
+//!   request fails.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use kumi_core::identity::Identity;
+use kumi_core::stats::RouteStats;
 use kumi_core::{Error, Result};
 use serde_json::{json, Map, Value};
-
-use crate::bus::Inner;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The queue group of the default endpoint, per ADR-32.
 pub const DEFAULT_QUEUE_GROUP: &str = "q";
@@ -113,40 +115,19 @@ impl Endpoint {
     }
 }
 
-/// One endpoint's identity and counters.
+/// One endpoint: its identity, and the counters of its route.
 pub(crate) struct EndpointState {
     name: String,
     subject: String,
     queue_group: Option<String>,
     metadata: BTreeMap<String, String>,
     stats: Option<StatsHandler>,
-    num_requests: AtomicU64,
-    num_errors: AtomicU64,
-    processing_ns: AtomicU64,
-    last_error: Mutex<String>,
+    counters: Arc<RouteStats>,
 }
 
 impl EndpointState {
-    pub(crate) fn record(&self, elapsed: Duration, error: Option<&(u16, String)>) {
-        self.num_requests.fetch_add(1, Ordering::Relaxed);
-        self.processing_ns.fetch_add(
-            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-        if let Some((code, text)) = error {
-            self.num_errors.fetch_add(1, Ordering::Relaxed);
-            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = format!("{code}:{text}");
-        }
-    }
-
     fn reset(&self) {
-        self.num_requests.store(0, Ordering::Relaxed);
-        self.num_errors.store(0, Ordering::Relaxed);
-        self.processing_ns.store(0, Ordering::Relaxed);
-        self.last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.counters.reset_requests();
     }
 
     fn info_json(&self) -> Value {
@@ -161,8 +142,9 @@ impl EndpointState {
     }
 
     fn stats_json(&self) -> Value {
-        let requests = self.num_requests.load(Ordering::Relaxed);
-        let processing = self.processing_ns.load(Ordering::Relaxed);
+        let counters = self.counters.snapshot();
+        let requests = counters.requests;
+        let processing = u64::try_from(counters.processing.as_nanos()).unwrap_or(u64::MAX);
         let mut m = Map::new();
         m.insert("name".into(), json!(self.name));
         m.insert("subject".into(), json!(self.subject));
@@ -170,14 +152,8 @@ impl EndpointState {
             m.insert("queue_group".into(), json!(q));
         }
         m.insert("num_requests".into(), json!(requests));
-        m.insert(
-            "num_errors".into(),
-            json!(self.num_errors.load(Ordering::Relaxed)),
-        );
-        m.insert(
-            "last_error".into(),
-            json!(*self.last_error.lock().unwrap_or_else(|e| e.into_inner())),
-        );
+        m.insert("num_errors".into(), json!(counters.errors));
+        m.insert("last_error".into(), json!(counters.last_error));
         m.insert("processing_time".into(), json!(processing));
         m.insert(
             "average_processing_time".into(),
@@ -248,9 +224,12 @@ impl ServiceState {
     }
 }
 
-/// The ADR-32 services of one NATS connection.
-#[derive(Default)]
+/// The ADR-32 services of one NATS connection: their discovery responders run until
+/// [`Registry::stop`].
 pub(crate) struct Registry {
+    client: async_nats::Client,
+    stop: CancellationToken,
+    tasks: TaskTracker,
     /// By service name and instance id (the services of one app share the instance id).
     services: Mutex<HashMap<(String, String), Arc<ServiceState>>>,
 }
@@ -298,13 +277,27 @@ pub(crate) fn valid_semver(v: &str) -> bool {
 }
 
 impl Registry {
+    /// A registry answering discovery on `client`.
+    pub(crate) fn new(client: async_nats::Client) -> Self {
+        Self {
+            client,
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            services: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Stops answering: drains the discovery subscriptions (answering what already arrived) and
+    /// waits for that until `deadline`.
+    pub(crate) async fn stop(&self, deadline: tokio::time::Instant) {
+        self.stop.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout_at(deadline, self.tasks.wait()).await;
+    }
+
     /// The state of `identity`'s service, registering it (and starting its discovery responder) on
     /// first use.
-    pub(crate) async fn service(
-        &self,
-        inner: &Arc<Inner>,
-        identity: &Identity,
-    ) -> Result<Arc<ServiceState>> {
+    pub(crate) async fn service(&self, identity: &Identity) -> Result<Arc<ServiceState>> {
         if let Some(s) = self
             .services
             .lock()
@@ -337,7 +330,7 @@ impl Registry {
                 format!("$SRV.{verb}.{}", identity.name),
                 format!("$SRV.{verb}.{}.{}", identity.name, identity.instance_id),
             ] {
-                let sub = inner.client.subscribe(subject.clone()).await.map_err(|e| {
+                let sub = self.client.subscribe(subject.clone()).await.map_err(|e| {
                     Error::new(
                         kumi_core::ErrorKind::Connect,
                         format!("cannot subscribe to '{subject}'"),
@@ -352,9 +345,12 @@ impl Registry {
             let key = (identity.name.clone(), identity.instance_id.clone());
             Arc::clone(map.entry(key).or_insert(state))
         };
-        inner
-            .tracker
-            .spawn(respond(Arc::clone(inner), Arc::clone(&registered), subs));
+        self.tasks.spawn(respond(
+            self.client.clone(),
+            self.stop.clone(),
+            Arc::clone(&registered),
+            subs,
+        ));
         Ok(registered)
     }
 
@@ -366,6 +362,7 @@ impl Registry {
         subject: &str,
         queue_group: Option<String>,
         options: &Endpoint,
+        counters: Arc<RouteStats>,
     ) -> Result<Arc<EndpointState>> {
         if !valid_name(name) {
             return Err(Error::config(format!(
@@ -379,10 +376,7 @@ impl Registry {
             queue_group,
             metadata: options.metadata.clone(),
             stats: options.stats.clone(),
-            num_requests: AtomicU64::new(0),
-            num_errors: AtomicU64::new(0),
-            processing_ns: AtomicU64::new(0),
-            last_error: Mutex::new(String::new()),
+            counters,
         });
         Ok(endpoint)
     }
@@ -413,9 +407,14 @@ impl Registry {
 
 /// Answers discovery requests until the bus stops; then drains the subscriptions, answering what
 /// had already arrived, like the endpoints do.
-async fn respond(inner: Arc<Inner>, state: Arc<ServiceState>, subs: Vec<async_nats::Subscriber>) {
+async fn respond(
+    client: async_nats::Client,
+    stop: CancellationToken,
+    state: Arc<ServiceState>,
+    subs: Vec<async_nats::Subscriber>,
+) {
     let mut all = futures_util::stream::select_all(subs);
-    let stop = inner.cancel.clone().cancelled_owned();
+    let stop = stop.cancelled_owned();
     tokio::pin!(stop);
     let mut draining = false;
     loop {
@@ -445,7 +444,7 @@ async fn respond(inner: Arc<Inner>, state: Arc<ServiceState>, subs: Vec<async_na
         };
         match serde_json::to_vec(&body) {
             Ok(bytes) => {
-                if let Err(e) = inner.client.publish(reply, bytes.into()).await {
+                if let Err(e) = client.publish(reply, bytes.into()).await {
                     tracing::warn!(service = %state.identity.name, "nats: cannot answer {verb}: {e}");
                 }
             }
@@ -481,6 +480,8 @@ pub(crate) fn rfc3339_micros(t: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -1,50 +1,135 @@
-//! JetStream durable consumers: at-least-once events (WIRE.md §7).
+//! How kumi routes map onto NATS: subjects and queue groups for core NATS routes (WIRE §6 and
+//! the service API in [`crate::service_api`]), streams and durable pull consumers for JetStream
+//! routes (`docs/wire.md`, "NATS").
 //!
-//! A route consumes through JetStream when it carries the [`JetStream`] option
-//! (`.option(JetStream::durable())`) or when the bus URL says `?jetstream=true` (then every event
-//! route does, unless it carries [`CoreNats`]).
-//!
-//! - **Stream**: the one named by the option, else the existing stream that captures the route's
-//!   subject, else kumi provisions `KUMI_<subject>` capturing exactly the route's subject (a
-//!   kumi-provisioned stream for an overlapping pattern is extended instead). With
-//!   [`JetStream::bind_only`] nothing is created: a missing stream or consumer is a startup error.
-//! - **Consumer**: a durable pull consumer named `<group>-<topic>` (or the given name) for
-//!   competing routes — instances share it and restarts resume where they stopped; an ephemeral
-//!   one (removed by the server after 5 minutes without the instance) for broadcast routes. Ack
-//!   policy explicit, deliver policy "new" when the consumer is created, `max_ack_pending` equal to
-//!   the route's concurrency: the server never has more messages out to the route than it has
-//!   handlers, so no message waits unacknowledged (and without progress acks) for a free handler.
-//!   A NAKed message waiting out its backoff keeps its slot: a route of concurrency 1 handles its
-//!   messages in order, a failed one holding back the next until it succeeds or is dead-lettered
-//!   (raise the concurrency to let others pass meanwhile). An existing durable with another limit
-//!   is updated to it, nothing else changed (a bind-only route only warns). The client pulls in
-//!   batches of that size.
-//! - **Outcomes**: success → `+ACK`; retryable failure → `-NAK` with the backoff delay; while a
-//!   handler runs, `+WPI` every half `ack_wait`; exhausted, rejected or undecodable → a dead-letter
-//!   publish with the kumi headers, then `+TERM`. The delivery attempt is the server's `delivered`
-//!   count. Acks are single publishes, never per-message round trips.
+//! - **Subjects**: the route's topic; NATS has `*` and `>`, not AMQP's `#`.
+//! - **Core NATS event routes** subscribe in the route's group as queue group (default: the
+//!   service name), or without one (`.broadcast()`). **Request routes** are ADR-32 endpoints:
+//!   queue group `q` unless the route or an [`Endpoint`] option sets one.
+//! - **JetStream routes**: a route consumes through JetStream when it carries the [`JetStream`]
+//!   option (`.option(JetStream::durable())`) or when the bus URL says `?jetstream=true` (then
+//!   every event route does, unless it carries [`CoreNats`]).
+//!   - **Stream**: the one named by the option, else the existing stream that captures the route's
+//!     subject, else kumi provisions `KUMI_<subject>` capturing exactly the route's subject (a
+//!     kumi-provisioned stream for an overlapping pattern is extended instead). With
+//!     [`JetStream::bind_only`] nothing is created: a missing stream or consumer is a startup
+//!     error.
+//!   - **Consumer**: a durable pull consumer named `<group>-<topic>` (or the given name) for
+//!     competing routes — instances share it and restarts resume where they stopped; an
+//!     ephemeral one (removed by the server after 5 minutes without the instance) for broadcast
+//!     routes. Ack policy explicit, deliver policy "new" when the consumer is created,
+//!     `max_ack_pending` equal to the route's concurrency: the server never has more messages out
+//!     to the route than it has handlers, so no message waits unacknowledged (and without progress
+//!     acks) for a free handler. A NAKed message waiting out its backoff keeps its slot: a route
+//!     of concurrency 1 handles its messages in order, a failed one holding back the next until it
+//!     succeeds or is dead-lettered (raise the concurrency to let others pass meanwhile). An
+//!     existing durable with another limit is updated to it, nothing else changed (a bind-only
+//!     route only warns). The client pulls in batches of that size.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, FromConsumer};
-use async_nats::jetstream::{self, AckKind};
-use futures_util::StreamExt;
-use kumi_core::bus::{Delivery, Settlement, Subscription, TopicCache};
-use kumi_core::dispatch::{Dispatcher, RouteService};
-use kumi_core::{Error, ErrorKind, Message, Outgoing, Result};
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use async_nats::jetstream;
+use kumi_core::bus::{validate_pattern, Sharing, Subscription};
+use kumi_core::settlement::RouteKind;
+use kumi_core::{Error, ErrorKind, Result};
 
-use crate::bus::Inner;
-use crate::headers;
+use crate::service_api::{Endpoint, QueueGroup, DEFAULT_QUEUE_GROUP};
+
+/// NATS has `*` and `>`, not AMQP's `#`.
+pub(crate) fn nats_subject(pattern: &str) -> Result<String> {
+    validate_pattern(pattern)?;
+    if pattern.split('.').any(|t| t == "#") {
+        return Err(Error::config(format!(
+            "topic pattern '{pattern}': NATS has no '#' wildcard; use '>' (one or more trailing tokens)"
+        )));
+    }
+    Ok(pattern.to_owned())
+}
+
+/// Where a core NATS route listens.
+pub(crate) struct CorePlan {
+    /// The subject (with the endpoint's group prefix on request routes).
+    pub(crate) subject: String,
+    /// The queue group, if any.
+    pub(crate) queue_group: Option<String>,
+    /// The endpoint options of a request route.
+    pub(crate) endpoint: Option<Endpoint>,
+}
+
+impl CorePlan {
+    /// Where the route listens, for the banner.
+    pub(crate) fn listens(&self) -> String {
+        match (&self.queue_group, &self.endpoint) {
+            (Some(q), Some(_)) => format!("endpoint {}, queue group {q}", self.subject),
+            (None, Some(_)) => format!("endpoint {}, no queue group", self.subject),
+            (Some(q), None) => format!("queue group {q}"),
+            (None, None) => "every instance".to_owned(),
+        }
+    }
+}
+
+/// Plans a core NATS route: its subject and queue group.
+pub(crate) fn core_plan(sub: &Subscription) -> Result<CorePlan> {
+    let subject = nats_subject(&sub.topic)?;
+    if sub.kind == RouteKind::Event {
+        let queue_group = match &sub.sharing {
+            Sharing::Group(g) => Some(g.clone()),
+            Sharing::Broadcast => None,
+        };
+        return Ok(CorePlan {
+            subject,
+            queue_group,
+            endpoint: None,
+        });
+    }
+    let options = sub.option::<Endpoint>().cloned().unwrap_or_default();
+    let subject = match &options.group {
+        Some(group) => nats_subject(&format!("{group}.{subject}"))?,
+        None => subject,
+    };
+    let queue_group = match &options.queue_group {
+        QueueGroup::Named(q) => Some(q.clone()),
+        QueueGroup::Disabled => None,
+        QueueGroup::Default => match (&sub.sharing, sub.explicit_sharing) {
+            (Sharing::Group(g), true) => Some(g.clone()),
+            (Sharing::Broadcast, _) => None,
+            (Sharing::Group(_), false) => Some(DEFAULT_QUEUE_GROUP.to_owned()),
+        },
+    };
+    Ok(CorePlan {
+        subject,
+        queue_group,
+        endpoint: Some(options),
+    })
+}
+
+/// The JetStream settings of a route, if it consumes through JetStream: its own option, else
+/// (event routes) the service's or the URL's default. A request route asking for JetStream
+/// itself is an error; service-wide JetStream options apply to event routes only.
+pub(crate) fn jetstream_of(sub: &Subscription, url_default: bool) -> Result<Option<JetStream>> {
+    if sub.kind == RouteKind::Request {
+        if sub.options.get::<JetStream>().is_some() {
+            return Err(Error::config(format!(
+                "request route '{}' cannot use JetStream; requests are answered over core NATS",
+                sub.topic
+            )));
+        }
+        return Ok(None);
+    }
+    Ok(match sub.option::<JetStream>() {
+        Some(js) => Some(js.clone()),
+        None if url_default && sub.option::<CoreNats>().is_none() => Some(JetStream::durable()),
+        None => None,
+    })
+}
 
 /// Route option: consume through a JetStream durable pull consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JetStream {
     stream: Option<String>,
     durable: Option<String>,
-    ack_wait: Duration,
+    pub(crate) ack_wait: Duration,
     bind_only: bool,
 }
 
@@ -234,13 +319,15 @@ fn covers(subject: &str, pattern: &str) -> bool {
     s.len() == p.len()
 }
 
-pub(crate) async fn subscribe(
-    inner: &Arc<Inner>,
-    sub: Subscription,
-    opts: JetStream,
-) -> Result<String> {
-    let js = jetstream::new(inner.client.clone());
-    let stream = resolve_stream(&js, &sub, &opts).await?;
+/// Finds or provisions the route's stream and pull consumer (see the [module docs](self)) and
+/// starts pulling: the messages, with where the route listens for the banner.
+pub(crate) async fn pull_consumer(
+    client: &async_nats::Client,
+    sub: &Subscription,
+    opts: &JetStream,
+) -> Result<(pull::Stream, String)> {
+    let js = jetstream::new(client.clone());
+    let stream = resolve_stream(&js, sub, opts).await?;
     let pending_limit = sub.concurrency.max(1);
     let max_ack_pending = i64::try_from(pending_limit).unwrap_or(i64::MAX);
     let mut config = pull::Config {
@@ -253,19 +340,19 @@ pub(crate) async fn subscribe(
     };
     let what = || format!("cannot create JetStream consumer for '{}'", sub.topic);
     let mut consumer: async_nats::jetstream::consumer::Consumer<pull::Config> =
-        match (&sub.delivery, &opts.durable) {
-            (Delivery::Broadcast, None) => {
+        match (&sub.sharing, &opts.durable) {
+            (Sharing::Broadcast, None) => {
                 config.inactive_threshold = Duration::from_secs(300);
                 stream
                     .create_consumer(config)
                     .await
                     .map_err(|e| js_error(what(), e))?
             }
-            (delivery, name) => {
+            (sharing, name) => {
                 let name = name.clone().unwrap_or_else(|| {
-                    let group = match delivery {
-                        Delivery::Group(g) => g.as_str(),
-                        Delivery::Broadcast => "broadcast",
+                    let group = match sharing {
+                        Sharing::Group(g) => g.as_str(),
+                        Sharing::Broadcast => "broadcast",
                     };
                     format!("{}-{}", name_token(group), name_token(&sub.topic))
                 });
@@ -352,195 +439,7 @@ pub(crate) async fn subscribe(
                 e,
             )
         })?;
-    let inner2 = Arc::clone(inner);
-    inner
-        .tracker
-        .spawn(consume(inner2, messages, sub, opts.ack_wait));
-    Ok(listens)
-}
-
-/// Reads the pull consumer and runs the route's handlers, each worker with its own clone of the
-/// route's service stack: in the reading task itself for a route of concurrency 1, else in
-/// `concurrency` workers fed through a bounded queue. The server never has more than
-/// `max_ack_pending` (the concurrency) messages out to the route, so nothing waits long in the
-/// queue. On stop, reading ends; what was already read is handled and settled.
-async fn consume(inner: Arc<Inner>, messages: pull::Stream, sub: Subscription, ack_wait: Duration) {
-    let dispatcher = Arc::clone(&sub.dispatcher);
-    let mut reader = Reader {
-        messages,
-        stop: Box::pin(inner.cancel.clone().cancelled_owned()),
-        topic: sub.topic.clone(),
-        topics: TopicCache::default(),
-    };
-    if sub.concurrency <= 1 {
-        let mut service = dispatcher.service();
-        while let Some(msg) = reader.next(&inner).await {
-            handle(&inner, &dispatcher, &mut service, msg, ack_wait).await;
-        }
-        return;
-    }
-    let (tx, rx) = async_channel::bounded::<(jetstream::Message, Arc<str>)>(sub.concurrency);
-    for _ in 0..sub.concurrency {
-        let worker_inner = Arc::clone(&inner);
-        let dispatcher = Arc::clone(&dispatcher);
-        let rx = rx.clone();
-        inner.tracker.spawn(async move {
-            let mut service = dispatcher.service();
-            while let Ok(msg) = rx.recv().await {
-                handle(&worker_inner, &dispatcher, &mut service, msg, ack_wait).await;
-            }
-        });
-    }
-    drop(rx);
-    while let Some(msg) = reader.next(&inner).await {
-        if tx.send(msg).await.is_err() {
-            // The workers are gone: the server redelivers the message after ack_wait.
-            settle(&inner);
-            break;
-        }
-    }
-}
-
-/// A pull consumer's messages until the bus stops.
-struct Reader {
-    messages: pull::Stream,
-    /// Kept across reads: a stop future made per message would cost a registration each time.
-    stop: std::pin::Pin<Box<WaitForCancellationFutureOwned>>,
-    topic: String,
-    topics: TopicCache,
-}
-
-impl Reader {
-    /// The next message (counted in flight), or `None` once the bus stops or the consumer ends.
-    async fn next(&mut self, inner: &Inner) -> Option<(jetstream::Message, Arc<str>)> {
-        loop {
-            // The draining flag first: a busy consumer (always ready) still notices the stop
-            // without polling the stop future for every message.
-            if inner.draining.load(Ordering::Acquire) {
-                return None;
-            }
-            let next = tokio::select! {
-                biased;
-                m = self.messages.next() => m,
-                () = &mut self.stop => return None,
-            };
-            match next {
-                Some(Ok(msg)) => {
-                    inner.in_flight.fetch_add(1, Ordering::AcqRel);
-                    let topic = self.topics.get(msg.subject.as_str());
-                    return Some((msg, topic));
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(topic = %self.topic, "nats: JetStream consumer: {e}")
-                }
-                None => return None,
-            }
-        }
-    }
-}
-
-fn settle(inner: &Inner) {
-    inner.in_flight.fetch_sub(1, Ordering::AcqRel);
-    inner.settled.fetch_add(1, Ordering::Relaxed);
-}
-
-async fn handle(
-    inner: &Inner,
-    dispatcher: &Dispatcher,
-    service: &mut RouteService,
-    (msg, topic): (jetstream::Message, Arc<str>),
-    ack_wait: Duration,
-) {
-    let attempt = msg
-        .info()
-        .map(|i| u32::try_from(i.delivered).unwrap_or(u32::MAX))
-        .unwrap_or(1);
-    let (msg, acker) = msg.split();
-    let mut message = Message::new(topic, msg.payload.clone());
-    headers::from_nats(msg.headers.as_ref(), &mut message);
-    message.attempt = attempt.max(1);
-
-    let dispatch = dispatcher.dispatch_with(service, message);
-    tokio::pin!(dispatch);
-    // Most handlers finish on their first poll: only a handler that has to wait gets the progress
-    // timer (a timer per message costs more than the handler itself on fast routes).
-    let settlement = match futures_util::poll!(&mut dispatch) {
-        std::task::Poll::Ready(s) => s,
-        std::task::Poll::Pending => {
-            // The first progress ack is due after half of ack_wait.
-            let half = (ack_wait / 2).max(Duration::from_millis(10));
-            let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
-            loop {
-                tokio::select! {
-                    s = &mut dispatch => break s,
-                    _ = progress.tick() => {
-                        if let Err(e) = acker.ack_with(AckKind::Progress).await {
-                            tracing::warn!(subject = %msg.subject, "nats: cannot extend ack_wait: {e}");
-                        }
-                    }
-                }
-            }
-        }
-    };
-    let result = match settlement {
-        Settlement::Ack | Settlement::Reply(_) => acker.ack().await,
-        Settlement::Retry { delay, .. } => acker.ack_with(AckKind::Nak(Some(delay))).await,
-        Settlement::DeadLetter(dead) => {
-            let out = headers::dead_letter(&dead, &msg);
-            match publish_dead_letter(inner, &out).await {
-                Ok(()) => acker.ack_with(AckKind::Term).await,
-                Err(e) => {
-                    // Keep the message: it is redelivered and dead-lettered again later.
-                    tracing::error!(dead_letter_topic = %dead.topic, "nats: cannot publish dead letter, leaving the message for redelivery: {e}");
-                    acker
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                        .await
-                }
-            }
-        }
-    };
-    if let Err(e) = result {
-        tracing::warn!(subject = %msg.subject, "nats: cannot settle JetStream message (it will be redelivered): {e}");
-    }
-    settle(inner);
-}
-
-/// Publishes a dead letter so that the original may be terminated: into the JetStream stream that
-/// captures the dead-letter subject when there is one (waiting for its ack: stored), else on core
-/// NATS (flushed) with a warning, since then only a subscriber online right now receives it.
-async fn publish_dead_letter(
-    inner: &Inner,
-    out: &Outgoing,
-) -> std::result::Result<(), kumi_core::BoxError> {
-    let js = jetstream::new(inner.client.clone());
-    if inner.streams.captures(&js, &out.topic).await {
-        let stored = async {
-            js.publish_with_headers(out.topic.clone(), headers::to_nats(out), out.body.clone())
-                .await?
-                .await
-        };
-        match stored.await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
-                // The stream is gone: fall through to core NATS, and look again next time.
-                inner.streams.forget(&out.topic);
-            }
-            Err(e) => {
-                inner.streams.forget(&out.topic);
-                return Err(e.into());
-            }
-        }
-    }
-    tracing::warn!(
-        dead_letter_topic = %out.topic,
-        "nats: no JetStream stream captures the dead-letter subject; published on core NATS (create a stream on it to keep dead letters)"
-    );
-    inner
-        .client
-        .publish_with_headers(out.topic.clone(), headers::to_nats(out), out.body.clone())
-        .await?;
-    inner.client.flush().await?;
-    Ok(())
+    Ok((messages, listens))
 }
 
 #[cfg(test)]
