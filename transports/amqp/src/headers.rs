@@ -6,7 +6,7 @@
 //! kumi's correlation id travels in the `kumi-correlation-id` header instead (read back either way). kumi's own bookkeeping headers (`kumi-attempt`, `kumi-topic`)
 //! are not shown to handlers.
 
-use kumi_core::bus::CORRELATION_ID;
+use kumi_core::settlement::CORRELATION_ID;
 use kumi_core::{Error, Headers, Message, Outgoing, Result};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;

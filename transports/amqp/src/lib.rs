@@ -11,21 +11,26 @@
 //! - Publishing: persistent messages with publisher confirms.
 //! - Request/reply over direct reply-to, with "no responders" detection.
 //! - Reconnects with backoff and resumes consuming; drains on shutdown.
+//!
+//! Files, bottom up: `connection.rs` (connect, confirmed publish, reconnect), `rpc.rs`
+//! (request/reply), [`topology`] (exchange, queues, bindings), `consumer.rs` (a route's
+//! deliveries), `settle.rs` (how each settles), [`headers`], [`url`], and `bus.rs` (the `Bus`
+//! impl).
 
 mod bus;
+mod connection;
 mod consumer;
 pub mod headers;
-mod reconnect;
-mod retry;
 mod rpc;
+mod settle;
 pub mod topology;
 pub mod url;
 
 use std::sync::Arc;
 
 pub use bus::AmqpBus;
-use kumi_core::bus::{BusConnector, SharedBus};
-use kumi_core::handler::BoxFuture;
+use futures_util::future::BoxFuture;
+use kumi_core::bus::{BusConnector, ConnectOptions, SharedBus};
 /// The lapin crate kumi-amqp is built on, for AMQP features kumi does not wrap.
 pub use lapin;
 
@@ -36,7 +41,9 @@ pub async fn connect(url: &str) -> kumi_core::Result<SharedBus> {
 
 /// The connector the `kumi` facade registers for `amqp://` and `amqps://` URLs.
 pub fn connector() -> BusConnector {
-    Arc::new(|url: String| -> BoxFuture<kumi_core::Result<SharedBus>> {
-        Box::pin(async move { connect(&url).await })
-    })
+    Arc::new(
+        |options: ConnectOptions| -> BoxFuture<'static, kumi_core::Result<SharedBus>> {
+            Box::pin(async move { Ok(Arc::new(AmqpBus::connect_with(options).await?) as SharedBus) })
+        },
+    )
 }

@@ -10,12 +10,13 @@
 
 use std::time::Duration;
 
-use kumi_core::bus::{validate_topic, Reply, CORRELATION_ID};
+use kumi_core::bus::validate_topic;
+use kumi_core::settlement::{Reply, CORRELATION_ID};
 use kumi_core::{Error, ErrorKind, Outgoing, Result};
 use lapin::Confirmation;
 use tokio::sync::oneshot;
 
-use crate::bus::{Inner, Pending, REPLY_TO};
+use crate::connection::{Connection, Pending, REPLY_TO};
 use crate::headers;
 use crate::topology::routing_key;
 
@@ -33,7 +34,7 @@ impl Drop for Waiting<'_> {
 }
 
 pub(crate) async fn request(
-    inner: &Inner,
+    inner: &Connection,
     mut message: Outgoing,
     timeout: Duration,
 ) -> Result<Reply> {

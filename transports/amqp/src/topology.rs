@@ -32,7 +32,8 @@
 
 use std::time::Duration;
 
-use kumi_core::bus::{validate_pattern, Delivery, RouteKind, Subscription};
+use kumi_core::bus::{validate_pattern, Sharing, Subscription};
+use kumi_core::settlement::RouteKind;
 use kumi_core::Result;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -100,9 +101,9 @@ pub fn plan(url: &AmqpUrl, sub: &Subscription) -> Result<QueuePlan> {
     let binding = binding_key(url, &sub.topic)?;
     let qp = &url.queue_prefix;
     let sha = sha256_hex(&binding);
-    let mut plan = match (sub.kind, &sub.delivery) {
-        (RouteKind::Request, Delivery::Group(g)) => QueuePlan {
-            name: if sub.explicit_delivery {
+    let mut plan = match (sub.kind, &sub.sharing) {
+        (RouteKind::Request, Sharing::Group(g)) => QueuePlan {
+            name: if sub.explicit_sharing {
                 format!("{qp}rpc.{g}.{binding}")
             } else {
                 format!("{qp}rpc.{binding}")
@@ -114,8 +115,8 @@ pub fn plan(url: &AmqpUrl, sub: &Subscription) -> Result<QueuePlan> {
             retry_queue: None,
             dead_letter_queue: None,
         },
-        (RouteKind::Event, Delivery::Group(g)) => QueuePlan {
-            name: match (sub.explicit_delivery, url.queue_names) {
+        (RouteKind::Event, Sharing::Group(g)) => QueuePlan {
+            name: match (sub.explicit_sharing, url.queue_names) {
                 (false, QueueNames::Tomodachi) => format!("{qp}{sha}"),
                 (false, QueueNames::Kumi) => format!("{qp}{}.{sha}", sub.service.name),
                 (true, _) => format!("{qp}{g}.{sha}"),
@@ -127,7 +128,7 @@ pub fn plan(url: &AmqpUrl, sub: &Subscription) -> Result<QueuePlan> {
             retry_queue: None,
             dead_letter_queue: None,
         },
-        (_, Delivery::Broadcast) => QueuePlan {
+        (_, Sharing::Broadcast) => QueuePlan {
             name: format!(
                 "{qp}broadcast.{}.{}.{}",
                 sub.service.name,
@@ -145,7 +146,7 @@ pub fn plan(url: &AmqpUrl, sub: &Subscription) -> Result<QueuePlan> {
     if sub.kind == RouteKind::Event {
         plan.retry_queue = Some(format!("{}.retry", plan.name));
         if !plan.exclusive {
-            let dead = binding_key(url, &sub.dispatcher.dead_letter_topic(&sub.topic))?;
+            let dead = binding_key(url, &sub.dead_letter_topic(&sub.topic))?;
             plan.dead_letter_queue = Some((format!("{}.dlq", plan.name), dead));
         }
     }

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use kumi_core::bus::{CORRELATION_ID, MESSAGE_ID};
+use kumi_core::settlement::{CORRELATION_ID, MESSAGE_ID};
 use kumi_core::{Headers, Message, Outgoing};
 
 /// Attribute holding headers that do not fit as attributes of their own.

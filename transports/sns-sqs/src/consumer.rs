@@ -1,357 +1,235 @@
-//! The SQS consumer of one route (WIRE.md §4, and where kumi does better than tomodachi).
+//! A route's SQS queue as [`Deliveries`] for the consume runtime (`docs/wire.md`, "SNS+SQS").
 //!
-//! - **Polling**: long polls (`WaitTimeSeconds` from the URL, 20 by default) for as many messages
-//!   as the route has free handler slots, at most 10. A poll starts as soon as one slot is free:
-//!   a slow message never holds the next poll, and never more than `concurrency` handlers run.
-//!   Routes with more than 10 slots run one poller per 10 slots, sharing the slots.
-//! - **Attempts**: the delivery attempt is SQS's `ApproximateReceiveCount`.
-//! - **Outcomes**: success → `DeleteMessage`; retryable failure → `ChangeMessageVisibility` to the
-//!   backoff delay (whole seconds; delays under a second wait in process, then make the message
-//!   visible at once); exhausted, rejected or undecodable → published to the kumi dead-letter topic
-//!   (`dlq.<topic>`, with the kumi dead-letter headers), then deleted — if that publish fails the
-//!   message is kept and comes back later. Nothing is deleted that did not succeed or was not
-//!   dead-lettered.
-//! - **Long handlers**: the visibility timeout is extended every half of it while the handler runs.
-//! - **Drain**: on shutdown the consumer stops polling (a poll in progress is awaited until the
-//!   drain deadline and what it returns is made visible again at once); in-flight handlers finish
-//!   and settle until the deadline.
+//! - **Polling**: long polls (`WaitTimeSeconds` from the URL, 20 by default) for no more messages
+//!   than the route can start on now (the runtime's `room`), at most 10 per receive; a route with
+//!   room for more than 10 keeps several receives going at once. A poll starts as soon as a
+//!   handler is free: a slow message never holds the next poll.
+//! - **FIFO queues**: a message is handed out only when no other message of its group is in hand
+//!   ([`Groups`]), so a group's messages run one at a time and in order; when one of them is not
+//!   settled for good (retried, given back), what this route holds of its group goes back to the
+//!   queue behind it.
+//! - **Stop**: polling ends; what was received and not handed out, and what a poll in progress
+//!   brings, is made visible again at once (the bus waits for that on shutdown).
+//!
+//! How each delivery settles is in [`crate::settle`].
 
-use std::sync::atomic::Ordering;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{Message as SqsMessage, MessageSystemAttributeName};
-use base64::Engine as _;
-use bytes::Bytes;
-use kumi_core::bus::{Settlement, Subscription};
-use kumi_core::{Message, Outgoing};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use kumi_core::delivery::Deliveries;
 
-use crate::attributes::{AttributeValue, Incoming};
-use crate::bus::Inner;
-use crate::envelope_sns;
-use crate::topology::Queue;
-
-/// Messages handled one after another (a FIFO message group's share of a batch), with their
-/// handler slots.
-type Chain = Vec<(SqsMessage, OwnedSemaphorePermit)>;
+use crate::connection::Connection;
+use crate::settle::{group_of, GroupHold, Groups, RouteQueue, SqsDelivery};
 
 /// Most messages one `ReceiveMessage` returns.
 const MAX_BATCH: usize = 10;
-/// Longest visibility timeout SQS accepts.
-const MAX_VISIBILITY: u64 = 43_200;
+/// Most receives in progress at once for one route.
+const MAX_RECEIVES: usize = 8;
 
-pub(crate) struct Consumer {
-    inner: Arc<Inner>,
-    sub: Subscription,
-    queue: Queue,
-    visibility: Duration,
-    fifo: bool,
+type Received = std::result::Result<Vec<SqsMessage>, String>;
+type Receive = Pin<Box<dyn Future<Output = (usize, Received)> + Send>>;
+
+/// A route's queue, polled until the route stops.
+pub(crate) struct SqsDeliveries {
+    conn: Arc<Connection>,
+    queue: Arc<RouteQueue>,
+    /// Received, not handed out yet.
+    buffer: VecDeque<SqsMessage>,
+    /// Receives in progress, kept across calls (so `next` stays cancel-safe).
+    receiving: FuturesUnordered<Receive>,
+    /// Messages the receives in progress asked for.
+    asked: usize,
+    groups: Option<Arc<Groups>>,
+    failures: u32,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+    stopped: bool,
 }
 
-fn sqs_attribute(v: &aws_sdk_sqs::types::MessageAttributeValue) -> AttributeValue {
-    match (v.string_value(), v.binary_value()) {
-        (Some(s), _) => AttributeValue::Text {
-            data_type: v.data_type().to_owned(),
-            value: s.to_owned(),
-        },
-        (None, Some(b)) => AttributeValue::Binary(b.as_ref().to_vec()),
-        (None, None) => AttributeValue::Text {
-            data_type: v.data_type().to_owned(),
-            value: String::new(),
-        },
-    }
-}
-
-/// The kumi message for an SQS message: body unwrapped, attributes merged (SQS-level win).
-pub(crate) fn to_message(topic: &str, msg: &SqsMessage) -> Message {
-    let unwrapped = envelope_sns::unwrap(msg.body().unwrap_or_default());
-    let mut incoming = Incoming::default();
-    for (k, v) in unwrapped.attributes {
-        incoming.set(k, v);
-    }
-    if let Some(attrs) = msg.message_attributes() {
-        for (k, v) in attrs {
-            incoming.set(k.clone(), sqs_attribute(v));
-        }
-    }
-    let body = if incoming.body_is_base64() {
-        base64::engine::general_purpose::STANDARD
-            .decode(unwrapped.message.as_bytes())
-            .unwrap_or_else(|_| unwrapped.message.clone().into_bytes())
-    } else {
-        unwrapped.message.into_bytes()
-    };
-    let mut message = Message::new(topic, Bytes::from(body));
-    incoming.apply(&mut message);
-    message.attempt = msg
-        .attributes()
-        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-        .and_then(|n| n.parse::<u32>().ok())
-        .unwrap_or(1)
-        .max(1);
-    message
-}
-
-impl Consumer {
-    pub(crate) fn new(
-        inner: Arc<Inner>,
-        sub: Subscription,
-        queue: Queue,
-        visibility: Duration,
-    ) -> Self {
+impl SqsDeliveries {
+    pub(crate) fn new(conn: Arc<Connection>, queue: Arc<RouteQueue>) -> Self {
+        let groups = queue.fifo.then(Arc::default);
         Self {
-            fifo: queue.name.ends_with(crate::naming::FIFO_SUFFIX),
-            inner,
-            sub,
+            conn,
             queue,
-            visibility,
+            buffer: VecDeque::new(),
+            receiving: FuturesUnordered::new(),
+            asked: 0,
+            groups,
+            failures: 0,
+            pause: None,
+            stopped: false,
         }
     }
 
-    /// Starts the route's pollers: one per 10 handler slots, sharing the slots.
-    pub(crate) fn start(self) {
-        let this = Arc::new(self);
-        let concurrency = this.sub.concurrency.max(1);
-        let permits = Arc::new(Semaphore::new(concurrency));
-        for _ in 0..concurrency.div_ceil(MAX_BATCH) {
-            let tracker = this.inner.tracker.clone();
-            tracker.spawn(Arc::clone(&this).poll(Arc::clone(&permits)));
-        }
+    fn receive(&self, n: usize) -> Receive {
+        let wait = i32::try_from(self.conn.topology.url.wait_time.as_secs()).unwrap_or(20);
+        let request = self
+            .conn
+            .topology
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue.url)
+            .max_number_of_messages(i32::try_from(n).unwrap_or(1))
+            .wait_time_seconds(wait)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId);
+        Box::pin(async move {
+            let out = request
+                .send()
+                .await
+                .map(|out| out.messages.unwrap_or_default())
+                .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string());
+            (n, out)
+        })
     }
 
-    async fn poll(self: Arc<Self>, permits: Arc<Semaphore>) {
-        let this = self;
-        let cancel = this.inner.cancel.clone();
-        let wait = i32::try_from(this.inner.topology.url.wait_time.as_secs()).unwrap_or(20);
-        let mut failures: u32 = 0;
+    /// The first buffered message that may run now (FIFO: its group has nothing else in hand).
+    fn take_ready(&mut self) -> Option<SqsDelivery> {
         loop {
-            let first = tokio::select! {
-                p = Arc::clone(&permits).acquire_owned() => p,
-                () = cancel.cancelled() => break,
+            let index = match &self.groups {
+                None => (!self.buffer.is_empty()).then_some(0),
+                Some(groups) => self.buffer.iter().position(|m| match group_of(m) {
+                    Some(group) => !groups.is_busy(&group),
+                    None => true,
+                }),
+            }?;
+            let msg = self.buffer.remove(index)?;
+            let Some(receipt) = msg.receipt_handle().map(str::to_owned) else {
+                continue;
             };
-            let Ok(first) = first else { break };
-            let mut held = vec![first];
-            while held.len() < MAX_BATCH {
-                match Arc::clone(&permits).try_acquire_owned() {
-                    Ok(p) => held.push(p),
-                    Err(_) => break,
+            let hold = match (&self.groups, group_of(&msg)) {
+                (Some(groups), Some(group)) => {
+                    groups.take(&group);
+                    Some(GroupHold::new(Arc::clone(groups), group))
                 }
+                _ => None,
+            };
+            return Some(SqsDelivery::new(
+                msg,
+                receipt,
+                Arc::clone(&self.conn),
+                Arc::clone(&self.queue),
+                hold,
+            ));
+        }
+    }
+
+    /// Puts back in the queue what this route holds of a FIFO group whose message in hand was not
+    /// settled for good, so that they come after it.
+    async fn put_back_failed_groups(&mut self) {
+        let Some(groups) = &self.groups else { return };
+        let failed = groups.take_failed();
+        if failed.is_empty() {
+            return;
+        }
+        let (back, keep): (Vec<_>, Vec<_>) = self
+            .buffer
+            .drain(..)
+            .partition(|m| group_of(m).is_some_and(|g| failed.contains(&g)));
+        self.buffer = keep.into();
+        for msg in back {
+            self.queue.release(&self.conn, &msg).await;
+        }
+    }
+
+    fn received(&mut self, asked: usize, received: Received) {
+        self.asked = self.asked.saturating_sub(asked);
+        match received {
+            Ok(messages) => {
+                self.failures = 0;
+                self.buffer.extend(messages);
             }
-            if cancel.is_cancelled() {
-                break;
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                let delay = Duration::from_millis(100 * 2u64.pow(self.failures.min(7)))
+                    .min(Duration::from_secs(10));
+                tracing::warn!(
+                    queue = %self.queue.name,
+                    topic = %self.queue.topic,
+                    "sqs: receive failed (retrying in {delay:?}): {e}"
+                );
+                self.pause = Some(Box::pin(tokio::time::sleep(delay)));
             }
-            let receive = this
-                .inner
-                .topology
-                .sqs
-                .receive_message()
-                .queue_url(&this.queue.url)
-                .max_number_of_messages(i32::try_from(held.len()).unwrap_or(1))
-                .wait_time_seconds(wait)
-                .message_attribute_names("All")
-                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-                .send();
-            tokio::pin!(receive);
-            let result = tokio::select! {
-                r = &mut receive => r,
-                () = cancel.cancelled() => {
-                    // Let the poll in progress finish (so it takes nothing published later into
-                    // the void), then hand back what it got.
-                    let deadline = this.inner.deadline.lock().ok().and_then(|d| *d);
-                    let deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1));
-                    if let Ok(Ok(out)) = tokio::time::timeout_at(deadline, receive).await {
-                        for m in out.messages() {
-                            this.release(m).await;
-                        }
+        }
+    }
+}
+
+impl Deliveries for SqsDeliveries {
+    type Delivery = SqsDelivery;
+
+    async fn next(&mut self, room: usize) -> Option<SqsDelivery> {
+        loop {
+            if self.stopped {
+                return None;
+            }
+            self.put_back_failed_groups().await;
+            if let Some(delivery) = self.take_ready() {
+                return Some(delivery);
+            }
+            while self.pause.is_none()
+                && self.receiving.len() < MAX_RECEIVES
+                && self.asked + self.buffer.len() < room
+            {
+                let n = (room - self.asked - self.buffer.len()).min(MAX_BATCH);
+                self.asked += n;
+                let receive = self.receive(n);
+                self.receiving.push(receive);
+            }
+            let blocked = !self.buffer.is_empty();
+            let groups = self.groups.clone();
+            let receiving = &mut self.receiving;
+            let pause = &mut self.pause;
+            let woke = tokio::select! {
+                Some(got) = receiving.next(), if !receiving.is_empty() => Some(got),
+                () = async {
+                    match &groups {
+                        Some(groups) => groups.freed.notified().await,
+                        None => std::future::pending().await,
                     }
-                    break;
+                }, if blocked => None,
+                () = async {
+                    match pause.as_mut() {
+                        Some(pause) => pause.await,
+                        None => std::future::pending().await,
+                    }
+                }, if pause.is_some() => {
+                    *pause = None;
+                    None
                 }
             };
-            match result {
-                Ok(out) => {
-                    failures = 0;
-                    // One chain per FIFO message group (in order, one at a time); every message
-                    // of a standard queue is a chain of its own.
-                    let mut chains: Vec<(Option<String>, Chain)> = Vec::new();
-                    for msg in out.messages() {
-                        let Some(permit) = held.pop() else {
-                            this.release(msg).await;
-                            continue;
-                        };
-                        let group = if this.fifo {
-                            msg.attributes()
-                                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
-                                .cloned()
-                        } else {
-                            None
-                        };
-                        match chains
-                            .iter_mut()
-                            .find(|(g, _)| group.is_some() && *g == group)
-                        {
-                            Some((_, chain)) => chain.push((msg.clone(), permit)),
-                            None => chains.push((group, vec![(msg.clone(), permit)])),
-                        }
-                    }
-                    for (_, chain) in chains {
-                        this.inner
-                            .in_flight
-                            .fetch_add(chain.len(), Ordering::AcqRel);
-                        let consumer = Arc::clone(&this);
-                        this.inner.tracker.spawn(async move {
-                            let mut chain = chain.into_iter();
-                            while let Some((msg, permit)) = chain.next() {
-                                let done = consumer.handle(msg, permit).await;
-                                consumer.inner.in_flight.fetch_sub(1, Ordering::AcqRel);
-                                consumer.inner.settled.fetch_add(1, Ordering::Relaxed);
-                                if !done {
-                                    // Keep the group's order: what follows a failed message
-                                    // goes back to the queue behind it.
-                                    for (msg, permit) in chain.by_ref() {
-                                        consumer.release(&msg).await;
-                                        drop(permit);
-                                        consumer.inner.in_flight.fetch_sub(1, Ordering::AcqRel);
-                                    }
-                                }
-                            }
-                        });
-                    }
-                }
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    let delay = Duration::from_millis(100 * 2u64.pow(failures.min(7)))
-                        .min(Duration::from_secs(10));
-                    tracing::warn!(
-                        queue = %this.queue.name,
-                        topic = %this.sub.topic,
-                        "sqs: receive failed (retrying in {delay:?}): {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(&e)
-                    );
-                    drop(held);
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = cancel.cancelled() => break,
-                    }
-                }
+            if let Some((asked, received)) = woke {
+                self.received(asked, received);
             }
         }
     }
 
-    /// Makes a message visible again at once (it was received but will not be handled here).
-    async fn release(&self, msg: &SqsMessage) {
-        if let Some(receipt) = msg.receipt_handle() {
-            self.change_visibility(receipt, 0).await;
-        }
-    }
-
-    async fn change_visibility(&self, receipt: &str, secs: u64) {
-        let secs = i32::try_from(secs.min(MAX_VISIBILITY)).unwrap_or(0);
-        if let Err(e) = self
-            .inner
-            .topology
-            .sqs
-            .change_message_visibility()
-            .queue_url(&self.queue.url)
-            .receipt_handle(receipt)
-            .visibility_timeout(secs)
-            .send()
-            .await
-        {
-            tracing::warn!(
-                queue = %self.queue.name,
-                "sqs: cannot change message visibility to {secs}s: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(&e)
-            );
-        }
-    }
-
-    async fn delete(&self, receipt: &str) {
-        if let Err(e) = self
-            .inner
-            .topology
-            .sqs
-            .delete_message()
-            .queue_url(&self.queue.url)
-            .receipt_handle(receipt)
-            .send()
-            .await
-        {
-            tracing::warn!(
-                queue = %self.queue.name,
-                "sqs: cannot delete a handled message (it will be redelivered): {}",
-                aws_sdk_sqs::error::DisplayErrorContext(&e)
-            );
-        }
-    }
-
-    /// Handles and settles one message; false when it was left for redelivery.
-    async fn handle(&self, msg: SqsMessage, permit: OwnedSemaphorePermit) -> bool {
-        let Some(receipt) = msg.receipt_handle().map(str::to_owned) else {
-            return false;
-        };
-        let message = to_message(&self.sub.topic, &msg);
-        let original_headers = message.headers.clone();
-        let message_id = message.message_id.clone();
-        let correlation_id = message.correlation_id.clone();
-        let body = message.body.clone();
-
-        let mut service = self.sub.dispatcher.service();
-        let dispatch = self.sub.dispatcher.dispatch_with(&mut service, message);
-        tokio::pin!(dispatch);
-        let visibility = self.visibility.as_secs().max(1);
-        let mut extend = tokio::time::interval(Duration::from_millis(visibility * 500));
-        extend.tick().await;
-        let settlement = loop {
-            tokio::select! {
-                s = &mut dispatch => break s,
-                _ = extend.tick() => {
-                    if !self.inner.closed.load(Ordering::Acquire) {
-                        self.change_visibility(&receipt, visibility).await;
+    async fn stop(&mut self) {
+        self.stopped = true;
+        let buffered: Vec<SqsMessage> = self.buffer.drain(..).collect();
+        let receiving = std::mem::take(&mut self.receiving);
+        let (conn, queue) = (Arc::clone(&self.conn), Arc::clone(&self.queue));
+        let bound = self.conn.topology.url.wait_time + Duration::from_secs(5);
+        self.conn.give_back.spawn(async move {
+            for msg in &buffered {
+                queue.release(&conn, msg).await;
+            }
+            // What the polls in progress bring was received for nothing: visible again at once.
+            let mut receiving = receiving;
+            let _ = tokio::time::timeout(bound, async {
+                while let Some((_, received)) = receiving.next().await {
+                    for msg in received.unwrap_or_default() {
+                        queue.release(&conn, &msg).await;
                     }
                 }
-            }
-        };
-        match settlement {
-            Settlement::Ack | Settlement::Reply(_) => {
-                self.delete(&receipt).await;
-                true
-            }
-            Settlement::Retry { delay, error } => {
-                tracing::debug!(topic = %self.sub.topic, "sqs: handler failed, redelivering after {delay:?}: {error}");
-                if delay < Duration::from_secs(1) {
-                    drop(permit);
-                    tokio::time::sleep(delay).await;
-                    self.change_visibility(&receipt, 0).await;
-                } else {
-                    let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-                    self.change_visibility(&receipt, secs).await;
-                }
-                false
-            }
-            Settlement::DeadLetter(dead) => {
-                let mut out = Outgoing::new(dead.topic.clone(), body);
-                out.headers = dead.headers(&original_headers);
-                if let Some(id) = message_id {
-                    out.message_id = id;
-                }
-                out.correlation_id = correlation_id;
-                match self.inner.publish(&out).await {
-                    Ok(()) => {
-                        self.delete(&receipt).await;
-                        true
-                    }
-                    Err(e) => {
-                        tracing::error!(
-                            dead_letter_topic = %dead.topic,
-                            "sqs: cannot publish dead letter, keeping the message for redelivery: {e}"
-                        );
-                        self.change_visibility(&receipt, 5).await;
-                        false
-                    }
-                }
-            }
-        }
+            })
+            .await;
+        });
     }
 }

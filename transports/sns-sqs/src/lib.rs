@@ -19,8 +19,16 @@
 //!
 //! Tested against moto (an emulator), not AWS; see the crate README for what that proves.
 
+//!
+//! Files, bottom up: `connection.rs` (clients, publish), [`topology`] (topics, queues,
+//! subscriptions, policies) with [`naming`], `consumer.rs` (a route's deliveries), `settle.rs`
+//! (how each settles), [`attributes`] and [`envelope_sns`] (what travels), [`url`], and `bus.rs`
+//! (the `Bus` impl).
+
 mod bus;
+mod connection;
 mod consumer;
+mod settle;
 
 pub mod attributes;
 pub mod envelope_sns;
@@ -34,8 +42,8 @@ pub use attributes::{DEDUPLICATION_ID, GROUP_ID};
 pub use aws_sdk_sns;
 pub use aws_sdk_sqs;
 pub use bus::SnsSqsBus;
-use kumi_core::bus::{BusConnector, SharedBus};
-use kumi_core::handler::BoxFuture;
+use futures_util::future::BoxFuture;
+use kumi_core::bus::{BusConnector, ConnectOptions, SharedBus};
 pub use topology::{FilterScope, SqsRoute};
 
 /// Connects to SNS and SQS; the bus handle the runner and tests use.
@@ -45,7 +53,9 @@ pub async fn connect(url: &str) -> kumi_core::Result<SharedBus> {
 
 /// The connector the `kumi` facade registers for `sns+sqs://` URLs.
 pub fn connector() -> BusConnector {
-    Arc::new(|url: String| -> BoxFuture<kumi_core::Result<SharedBus>> {
-        Box::pin(async move { connect(&url).await })
-    })
+    Arc::new(
+        |options: ConnectOptions| -> BoxFuture<'static, kumi_core::Result<SharedBus>> {
+            Box::pin(async move { connect(&options.url).await })
+        },
+    )
 }

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use aws_sdk_sns::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sqs::types::QueueAttributeName;
+use kumi_core::bus::{Sharing, Subscription};
 use kumi_core::{Error, ErrorKind, Result};
 
 use crate::naming;
@@ -456,6 +457,123 @@ impl Topology {
             tracing::warn!(queue = %queue_url, "sqs: cannot delete broadcast queue: {}", aws_sdk_sqs::error::DisplayErrorContext(&e));
         }
     }
+}
+
+/// A route's queue, ready to receive from.
+pub(crate) struct Provisioned {
+    pub(crate) queue: Queue,
+    /// Where it listens, for the banner.
+    pub(crate) listens: String,
+    /// The queue's visibility timeout.
+    pub(crate) visibility: Duration,
+    /// A broadcast route's subscription and queue, to remove on shutdown.
+    pub(crate) ephemeral: Option<(String, String)>,
+}
+
+/// Finds or creates a route's topic, queue (with its SQS dead-letter queue and policy) and
+/// subscription, as described in the [module docs](self); in least-privilege mode only looks the
+/// queue up.
+pub(crate) async fn provision(topology: &Topology, sub: &Subscription) -> Result<Provisioned> {
+    let url = &topology.url;
+    kumi_core::bus::validate_topic(&sub.topic)?;
+    let opts = sub.option::<SqsRoute>().cloned().unwrap_or_default();
+    let fifo = url.fifo || opts.fifo;
+    let least = url.least_privilege || opts.least_privilege || opts.queue_url.is_some();
+    let visibility = opts.visibility_timeout.unwrap_or(url.visibility_timeout);
+    let topic_name = naming::topic_name(&url.topic_prefix, &sub.topic, fifo);
+    let queue_name = match (&opts.queue_name, &sub.sharing) {
+        (Some(name), _) => {
+            let mut n = format!("{}{name}", url.queue_prefix);
+            if fifo && !n.ends_with(naming::FIFO_SUFFIX) {
+                n.push_str(naming::FIFO_SUFFIX);
+            }
+            n
+        }
+        (None, Sharing::Group(_))
+            if opts.tomodachi_queue_name
+                || (url.tomodachi_queue_names && !sub.explicit_sharing) =>
+        {
+            naming::tomodachi_queue_name(&url.queue_prefix, &sub.topic, fifo)
+        }
+        (None, Sharing::Group(g)) => {
+            naming::group_queue_name(&url.queue_prefix, g, &sub.topic, fifo)
+        }
+        (None, Sharing::Broadcast) => naming::broadcast_queue_name(
+            &url.queue_prefix,
+            &sub.service.name,
+            &sub.name,
+            &sub.topic,
+            &sub.service.instance_id,
+            fifo,
+        ),
+    };
+    let mut ephemeral = None;
+    let (queue, listens) = if least {
+        let queue_url = match &opts.queue_url {
+            Some(u) => u.clone(),
+            None => topology.get_queue_url(&queue_name).await.map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "route '{}' (least-privilege) needs the existing SQS queue '{queue_name}' subscribed to SNS topic '{topic_name}': {e}",
+                        sub.route
+                    ),
+                )
+            })?,
+        };
+        let name = queue_url
+            .rsplit('/')
+            .next()
+            .unwrap_or(&queue_url)
+            .to_owned();
+        let listens = format!("SQS queue {name} (existing, least-privilege)");
+        (
+            Queue {
+                url: queue_url,
+                arn: None,
+                name,
+            },
+            listens,
+        )
+    } else {
+        let topic_arn = match &opts.topic_arn {
+            Some(arn) => arn.clone(),
+            None => topology.topic_arn(&topic_name, false).await?,
+        };
+        let max_receive = if opts.no_sqs_dlq || url.max_receive_margin == 0 {
+            None
+        } else {
+            Some(opts.max_receive_count.unwrap_or_else(|| {
+                sub.max_attempts.saturating_add(url.max_receive_margin)
+            }))
+        };
+        let queue = topology
+            .ensure_queue(&queue_name, visibility, max_receive, &topic_arn)
+            .await?;
+        let queue_arn = queue.arn.clone().unwrap_or_default();
+        let sub_arn = topology
+            .subscribe(&topic_arn, &queue_arn, &opts)
+            .await?;
+        if sub.sharing == Sharing::Broadcast {
+            ephemeral = Some((sub_arn, queue.url.clone()));
+        }
+        let listens = format!(
+            "SQS queue {} subscribed to SNS topic {topic_name}{}",
+            queue.name,
+            if sub.sharing == Sharing::Broadcast {
+                " (this instance only)"
+            } else {
+                ""
+            }
+        );
+        (queue, listens)
+    };
+    Ok(Provisioned {
+        queue,
+        listens,
+        visibility,
+        ephemeral,
+    })
 }
 
 /// The queue policy: `sqs:SendMessage` from the topic only.
