@@ -5,8 +5,8 @@ mod conformance;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use kumi::memory::MemoryBus;
 use kumi::bus::SharedBus;
+use kumi::memory::MemoryBus;
 
 struct Memory;
 

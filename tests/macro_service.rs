@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kumi::bus::Sharing;
-use kumi::settlement::RouteKind;
 use kumi::envelope::Raw;
 use kumi::prelude::*;
+use kumi::settlement::RouteKind;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 

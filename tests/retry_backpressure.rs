@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conformance::probe::{Probe, ProbeRoute};
-use kumi::memory::MemoryBus;
 use kumi::bus::SharedBus;
+use kumi::memory::MemoryBus;
 use kumi::App;
 use serde_json::json;
 

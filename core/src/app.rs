@@ -291,7 +291,10 @@ impl App {
         let mut transport_lines = Vec::new();
         let mut failure = None;
         for entry in &self.services {
-            match entry.start(&bus, &runtime, &self.transports, &instance_id).await {
+            match entry
+                .start(&bus, &runtime, &self.transports, &instance_id)
+                .await
+            {
                 Ok(s) => started.push(s),
                 Err(e) => {
                     failure = Some(e);

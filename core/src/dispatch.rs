@@ -25,7 +25,9 @@ use crate::identity::Identity;
 use crate::message::Message;
 use crate::outcome::{FailureKind, Outcome};
 use crate::retry::RetryPolicy;
-use crate::settlement::{DeadLetter, DeadLetterKind, Reply, RouteKind, Settlement, DEAD_LETTER_REASON};
+use crate::settlement::{
+    DeadLetter, DeadLetterKind, Reply, RouteKind, Settlement, DEAD_LETTER_REASON,
+};
 
 /// The text of a panic's payload.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -216,9 +218,8 @@ where
     fn call(&mut self, mut message: Message) -> Self::Future {
         let policy = &self.policy;
         // Envelopes decode what brokers deliver: a panic there must not take the consumer down.
-        let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            policy.envelope.decode(&mut message)
-        }));
+        let decoded =
+            std::panic::catch_unwind(AssertUnwindSafe(|| policy.envelope.decode(&mut message)));
         let decode_error = match decoded {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
@@ -370,7 +371,10 @@ where
 }
 
 /// Builds a route's [`DispatchService`](crate::consume::DispatchService) around its handler stack.
-pub(crate) fn dispatch_service<S>(inner: S, policy: Arc<RoutePolicy>) -> crate::consume::DispatchService
+pub(crate) fn dispatch_service<S>(
+    inner: S,
+    policy: Arc<RoutePolicy>,
+) -> crate::consume::DispatchService
 where
     S: Service<Message, Response = Outcome> + Clone + Send + Sync + 'static,
     S::Error: Into<BoxError>,

@@ -277,7 +277,11 @@ impl<S, T: FromMessage<S>> FromMessage<S> for Result<T, Rejection> {
 mod tests {
     use super::*;
 
-    fn parts_of<'a>(message: &'a Message, service: &'a Arc<()>, client: &'a Client) -> MessageParts<'a, ()> {
+    fn parts_of<'a>(
+        message: &'a Message,
+        service: &'a Arc<()>,
+        client: &'a Client,
+    ) -> MessageParts<'a, ()> {
         MessageParts {
             message,
             service,
@@ -292,8 +296,14 @@ mod tests {
         let mut message = Message::new("t", Bytes::new());
         let parts = parts_of(&message, &service, &client);
         // Absent: None.
-        assert!(matches!(Option::<MessageId>::from_message(&parts), Ok(None)));
-        assert!(matches!(Option::<Data<u32>>::from_message(&parts), Ok(None)));
+        assert!(matches!(
+            Option::<MessageId>::from_message(&parts),
+            Ok(None)
+        ));
+        assert!(matches!(
+            Option::<Data<u32>>::from_message(&parts),
+            Ok(None)
+        ));
         // Present but wrong: the rejection stands, as undecodable.
         message.payload = Bytes::from_static(b"\"not a number\"");
         let parts = parts_of(&message, &service, &client);
@@ -306,7 +316,10 @@ mod tests {
         ));
         message.payload = Bytes::from_static(b"7");
         let parts = parts_of(&message, &service, &client);
-        assert!(matches!(Option::<Data<u32>>::from_message(&parts), Ok(Some(Data(7)))));
+        assert!(matches!(
+            Option::<Data<u32>>::from_message(&parts),
+            Ok(Some(Data(7)))
+        ));
     }
 
     #[test]

@@ -135,7 +135,8 @@ impl<S: Send + Sync + 'static> Router<S> {
         T: 'static,
     {
         let make: MakeService<S> = Box::new(move |args: MakeArgs<S>| {
-            let handler = HandlerService::<H, T, S>::new(handler, args.service, args.client, args.reply);
+            let handler =
+                HandlerService::<H, T, S>::new(handler, args.service, args.client, args.reply);
             let trace = TraceLayer::new(args.route);
             match args.wrap {
                 None => dispatch_service(trace.layer(handler), args.policy),
@@ -297,8 +298,12 @@ impl<S: Send + Sync + 'static> Router<S> {
                     None
                 } else {
                     let timeout = r.timeout;
-                    let layers: Vec<WrapService> =
-                        r.layers.iter().chain(service_layers.iter()).cloned().collect();
+                    let layers: Vec<WrapService> = r
+                        .layers
+                        .iter()
+                        .chain(service_layers.iter())
+                        .cloned()
+                        .collect();
                     Some(Box::new(move |mut svc: RouteService| {
                         if let Some(timeout) = timeout {
                             svc = BoxCloneSyncService::new(

@@ -175,7 +175,10 @@ mod tests {
         assert_eq!(snap.last_error, "500:boom");
         s.reset_requests();
         let snap = s.snapshot();
-        assert_eq!((snap.requests, snap.errors, snap.last_error.as_str()), (0, 0, ""));
+        assert_eq!(
+            (snap.requests, snap.errors, snap.last_error.as_str()),
+            (0, 0, "")
+        );
         assert_eq!(snap.replied, 2);
     }
 }

@@ -78,4 +78,3 @@ pub trait Transport: Send + Sync + 'static {
 
 /// A shared transport handle.
 pub type SharedTransport = Arc<dyn Transport>;
-

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use kumi::bus::{Capabilities, SharedBus};
-use kumi::settlement::{ATTEMPTS, DEAD_LETTER_KIND, DEAD_LETTER_REASON, ORIGINAL_TOPIC};
 use kumi::envelope::Raw;
+use kumi::settlement::{ATTEMPTS, DEAD_LETTER_KIND, DEAD_LETTER_REASON, ORIGINAL_TOPIC};
 use kumi::{App, ErrorKind, PublishOptions, RunningApp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

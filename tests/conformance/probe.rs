@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kumi::settlement::RouteKind;
 use kumi::envelope::Raw;
 use kumi::prelude::*;
+use kumi::settlement::RouteKind;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 

@@ -79,9 +79,13 @@ impl Default for Connectors {
         };
         c.register(
             "memory",
-            Arc::new(|options: ConnectOptions| -> BoxFuture<'static, Result<SharedBus>> {
-                Box::pin(async move { Ok(Arc::new(MemoryBus::from_url(&options.url)?) as SharedBus) })
-            }),
+            Arc::new(
+                |options: ConnectOptions| -> BoxFuture<'static, Result<SharedBus>> {
+                    Box::pin(async move {
+                        Ok(Arc::new(MemoryBus::from_url(&options.url)?) as SharedBus)
+                    })
+                },
+            ),
         );
         c
     }

@@ -86,7 +86,12 @@ pub(super) async fn pool<S: Deliveries>(mut deliveries: S, route: Arc<Route>) {
     let permits = Arc::new(Semaphore::new(concurrency));
     let (tx, rx) = async_channel::bounded::<Job<S::Delivery>>(concurrency);
     for _ in 0..concurrency {
-        let worker = worker(rx.clone(), tx.downgrade(), Arc::clone(&route), Arc::clone(&permits));
+        let worker = worker(
+            rx.clone(),
+            tx.downgrade(),
+            Arc::clone(&route),
+            Arc::clone(&permits),
+        );
         route.shared.tracker.spawn(worker);
     }
     drop(rx);

@@ -246,7 +246,10 @@ async fn dead_letter_again<D: Delivery>(
                 tracing::info!(route = %route.name, dead_letter_topic = %letter.topic, "dead letter published");
                 return;
             }
-            Err(Refused { delivery: back, error }) => {
+            Err(Refused {
+                delivery: back,
+                error,
+            }) => {
                 tracing::warn!(route = %route.name, dead_letter_topic = %letter.topic, "cannot publish a dead letter yet: {error}");
                 delivery = back;
                 pause = (pause * 2).min(DEAD_LETTER_RETRY_MAX);

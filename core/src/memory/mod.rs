@@ -187,7 +187,13 @@ impl MemoryBus {
     }
 
     /// The queue of `sharing`'s group for `pattern`, or a new one.
-    fn queue(&self, pattern: &str, sharing: &Sharing, kind: RouteKind, concurrency: usize) -> Arc<Queue> {
+    fn queue(
+        &self,
+        pattern: &str,
+        sharing: &Sharing,
+        kind: RouteKind,
+        concurrency: usize,
+    ) -> Arc<Queue> {
         let mut guard = self.inner.queues.write().unwrap_or_else(|e| e.into_inner());
         if let Sharing::Group(_) = sharing {
             let existing = guard

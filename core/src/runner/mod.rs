@@ -25,9 +25,9 @@ pub use logging::init_logging;
 
 use crate::app::{App, RunningApp};
 use crate::bus::Connectors;
-use crate::settlement::RouteKind;
 use crate::error::ErrorKind;
 use crate::service::Service;
+use crate::settlement::RouteKind;
 use crate::transport::SharedTransport;
 
 /// Exit code for a configuration error.

@@ -86,7 +86,10 @@ impl Bus for AmqpBus {
     async fn subscribe(&self, sub: Subscription) -> Result<Subscribed> {
         self.conn.check_open(&sub.topic)?;
         let plan = topology::plan(&self.conn.url, &sub)?;
-        let link = self.conn.current(Duration::from_secs(5), &sub.topic).await?;
+        let link = self
+            .conn
+            .current(Duration::from_secs(5), &sub.topic)
+            .await?;
         let first = open(&self.conn, &link, &sub, &plan).await?;
         let listens = format!(
             "queue {} bound to {} with '{}' (prefetch {})",

@@ -21,7 +21,9 @@ use kumi_core::{Error, ErrorKind, Result};
 use lapin::message::Delivery;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Confirmation, Connection as LapinConnection, ConnectionProperties};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection as LapinConnection, ConnectionProperties,
+};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -372,7 +374,6 @@ async fn supervise(inner: Arc<Connection>, name: String) {
         }
     }
 }
-
 
 /// Sends a handler's reply to a request's `reply_to`, with the ADR-32 error headers when it is an
 /// error.

@@ -98,7 +98,12 @@ pub(crate) struct AmqpDeliveries {
 }
 
 impl AmqpDeliveries {
-    pub(crate) fn new(conn: Arc<Connection>, sub: Subscription, plan: QueuePlan, first: Open) -> Self {
+    pub(crate) fn new(
+        conn: Arc<Connection>,
+        sub: Subscription,
+        plan: QueuePlan,
+        first: Open,
+    ) -> Self {
         let queue = Arc::new(RouteQueue {
             retry: (sub.kind == RouteKind::Event)
                 .then(|| plan.retry_queue.clone())

@@ -67,8 +67,8 @@ impl AmqpDelivery {
             data,
             ..
         } = delivery;
-        let routing_key = headers::original_routing_key(&properties)
-            .unwrap_or_else(|| routing_key.to_string());
+        let routing_key =
+            headers::original_routing_key(&properties).unwrap_or_else(|| routing_key.to_string());
         let topic = crate::consumer::topic(&conn, topics, &routing_key);
         Self {
             tag: delivery_tag,
@@ -154,8 +154,19 @@ impl Delivery for AmqpDelivery {
         if self.queue.kind == RouteKind::Request {
             if let Some(to) = self.properties.reply_to() {
                 let link = self.link().await?;
-                let correlation = self.properties.correlation_id().as_ref().map(|c| c.to_string());
-                send_reply(&self.conn, &link, to.as_str(), correlation.as_deref(), reply).await?;
+                let correlation = self
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .map(|c| c.to_string());
+                send_reply(
+                    &self.conn,
+                    &link,
+                    to.as_str(),
+                    correlation.as_deref(),
+                    reply,
+                )
+                .await?;
             }
         }
         self.ack_now().await

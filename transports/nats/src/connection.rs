@@ -336,7 +336,11 @@ impl StreamLookups {
 
     /// Whether a stream captures `subject`. When the lookup itself fails (a timeout, JetStream
     /// unavailable), the answer is "yes", uncached: the publish then asks the stream directly.
-    pub(crate) async fn captures(&self, js: &async_nats::jetstream::Context, subject: &str) -> bool {
+    pub(crate) async fn captures(
+        &self,
+        js: &async_nats::jetstream::Context,
+        subject: &str,
+    ) -> bool {
         if let Some(captured) = self.cached(subject) {
             return captured;
         }

@@ -38,7 +38,9 @@ pub async fn connect(url: &str) -> kumi_core::Result<SharedBus> {
 pub fn connector() -> BusConnector {
     Arc::new(
         |options: ConnectOptions| -> BoxFuture<'static, kumi_core::Result<SharedBus>> {
-            Box::pin(async move { Ok(Arc::new(NatsBus::connect_with(options).await?) as SharedBus) })
+            Box::pin(
+                async move { Ok(Arc::new(NatsBus::connect_with(options).await?) as SharedBus) },
+            )
         },
     )
 }

@@ -28,8 +28,8 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, FromConsumer};
 use async_nats::jetstream;
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, FromConsumer};
 use kumi_core::bus::{validate_pattern, Sharing, Subscription};
 use kumi_core::settlement::RouteKind;
 use kumi_core::{Error, ErrorKind, Result};

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt as _;
-use kumi_core::settlement::DrainReport;
 use kumi_core::outcome::FailureKind;
+use kumi_core::settlement::DrainReport;
 use kumi_core::Health;
 use kumi_core::Outcome;
 use tokio::sync::watch;

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{SubsecRound, Utc};
-use kumi_core::settlement::DrainReport;
 use kumi_core::message::Extensions;
+use kumi_core::settlement::DrainReport;
 use kumi_core::transport::{ServiceHandle, Transport};
 use kumi_core::Health;
 use kumi_core::{Error, Result};

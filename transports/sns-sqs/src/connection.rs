@@ -174,4 +174,3 @@ fn sns_attribute(v: AttributeValue) -> Result<MessageAttributeValue> {
     };
     built.map_err(|e| Error::new(ErrorKind::Publish, format!("bad message attribute: {e}")))
 }
-

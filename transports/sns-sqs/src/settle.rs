@@ -304,7 +304,11 @@ impl Delivery for SqsDelivery {
     }
 
     async fn release(self) {
-        if let Err(e) = self.queue.change_visibility(&self.conn, &self.receipt, 0).await {
+        if let Err(e) = self
+            .queue
+            .change_visibility(&self.conn, &self.receipt, 0)
+            .await
+        {
             tracing::warn!("sqs: {e}");
         }
     }

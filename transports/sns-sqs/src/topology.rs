@@ -543,17 +543,16 @@ pub(crate) async fn provision(topology: &Topology, sub: &Subscription) -> Result
         let max_receive = if opts.no_sqs_dlq || url.max_receive_margin == 0 {
             None
         } else {
-            Some(opts.max_receive_count.unwrap_or_else(|| {
-                sub.max_attempts.saturating_add(url.max_receive_margin)
-            }))
+            Some(
+                opts.max_receive_count
+                    .unwrap_or_else(|| sub.max_attempts.saturating_add(url.max_receive_margin)),
+            )
         };
         let queue = topology
             .ensure_queue(&queue_name, visibility, max_receive, &topic_arn)
             .await?;
         let queue_arn = queue.arn.clone().unwrap_or_default();
-        let sub_arn = topology
-            .subscribe(&topic_arn, &queue_arn, &opts)
-            .await?;
+        let sub_arn = topology.subscribe(&topic_arn, &queue_arn, &opts).await?;
         if sub.sharing == Sharing::Broadcast {
             ephemeral = Some((sub_arn, queue.url.clone()));
         }

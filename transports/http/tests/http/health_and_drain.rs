@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
-use kumi_core::settlement::DrainReport;
 use kumi_core::message::Extensions;
+use kumi_core::settlement::DrainReport;
 use kumi_core::{
     async_trait, App, BoxError, Client, Health, Router, Service, ServiceHandle, Transport,
 };
