@@ -20,7 +20,7 @@ use futures_util::FutureExt;
 use tower::Service;
 
 use crate::envelope::{EncodeContext, SharedEnvelope};
-use crate::error::BoxError;
+use crate::error::{panic_message, BoxError};
 use crate::identity::Identity;
 use crate::message::Message;
 use crate::outcome::{FailureKind, Outcome};
@@ -28,15 +28,6 @@ use crate::retry::RetryPolicy;
 use crate::settlement::{
     DeadLetter, DeadLetterKind, Reply, RouteKind, Settlement, DEAD_LETTER_REASON,
 };
-
-/// The text of a panic's payload.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned())
-}
 
 /// What a route decides with: its name, kind, envelope, retry policy and dead-letter topic.
 pub struct RoutePolicy {

@@ -4,6 +4,15 @@
 
 use std::fmt;
 
+/// The text of a panic's payload (a handler's, a hook's): its message when it has one.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
+
 /// A boxed error, as handlers and middleware produce them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 

@@ -21,6 +21,19 @@ use crate::extract::{FromMessage, MessageParts, Rejection};
 use crate::message::Message;
 use crate::outcome::{IntoOutcome, Outcome};
 
+/// A readable default route name for a handler type: the function's name
+/// (`my_crate::Orders::on_order` → `on_order`). Transport crates use it for their routes too.
+pub fn handler_name<H>() -> String {
+    // Closures keep a readable tail.
+    let full = std::any::type_name::<H>();
+    let trimmed = full.split('<').next().unwrap_or(full);
+    trimmed
+        .rsplit("::")
+        .find(|s| !s.starts_with('{'))
+        .unwrap_or(trimmed)
+        .to_owned()
+}
+
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -175,5 +188,22 @@ where
                 Outcome::Failed(rejection.kind(), Box::new(rejection)),
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn on_order() {}
+
+    #[test]
+    fn handler_names_are_readable() {
+        assert_eq!(handler_name::<fn()>(), "fn()");
+        let _ = on_order;
+        fn name_of<H>(_: &H) -> String {
+            handler_name::<H>()
+        }
+        assert_eq!(name_of(&on_order), "on_order");
     }
 }

@@ -17,7 +17,7 @@ use crate::consume::{DispatchService, RouteSpec};
 use crate::dispatch::{dispatch_service, RoutePolicy};
 use crate::envelope::{default_envelope, JsonStyle, Raw, SharedEnvelope};
 use crate::error::{BoxError, Error, Result};
-use crate::handler::{Handler, HandlerService, RouteService};
+use crate::handler::{handler_name, Handler, HandlerService, RouteService};
 use crate::message::{Extensions, Message};
 use crate::middleware::{TimeoutLayer, TraceLayer};
 use crate::outcome::Outcome;
@@ -108,19 +108,6 @@ impl<S> Default for Router<S> {
             extensions: Extensions::default(),
         }
     }
-}
-
-/// A readable default route name for a handler type: the function's name
-/// (`my_crate::Orders::on_order` → `on_order`). Transport crates use it for their routes too.
-pub fn handler_name<H>() -> String {
-    // Closures keep a readable tail.
-    let full = std::any::type_name::<H>();
-    let trimmed = full.split('<').next().unwrap_or(full);
-    trimmed
-        .rsplit("::")
-        .find(|s| !s.starts_with('{'))
-        .unwrap_or(trimmed)
-        .to_owned()
 }
 
 impl<S: Send + Sync + 'static> Router<S> {
@@ -498,22 +485,5 @@ impl<S> RouteBuilder<'_, S> {
     pub fn option<T: Send + Sync + 'static>(self, value: T) -> Self {
         self.route.options.insert(value);
         self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn on_order() {}
-
-    #[test]
-    fn handler_names_are_readable() {
-        assert_eq!(handler_name::<fn()>(), "fn()");
-        let _ = on_order;
-        fn name_of<H>(_: &H) -> String {
-            handler_name::<H>()
-        }
-        assert_eq!(name_of(&on_order), "on_order");
     }
 }

@@ -19,7 +19,7 @@ use lapin::{Channel, Consumer};
 use crate::connection::{lapin_error, Connection, Link};
 use crate::headers;
 use crate::settle::{AmqpDelivery, RouteQueue};
-use crate::topology::{self, topic_of, QueuePlan};
+use crate::topology::{self, QueuePlan};
 
 /// A route's consumer on one channel.
 pub(crate) struct Open {
@@ -217,9 +217,4 @@ impl Deliveries for AmqpDeliveries {
             }
         }
     }
-}
-
-/// The kumi topic of a delivery: from its original routing key (a retry keeps it in a header).
-pub(crate) fn topic(conn: &Connection, topics: &mut TopicCache, routing_key: &str) -> Arc<str> {
-    topics.get(&topic_of(&conn.url, routing_key))
 }

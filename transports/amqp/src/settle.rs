@@ -27,7 +27,7 @@ use lapin::{BasicProperties, Channel};
 
 use crate::connection::{lapin_error, send_reply, Connection, Link};
 use crate::headers;
-use crate::topology::routing_key;
+use crate::topology::{routing_key, topic_of};
 
 /// How long a settlement waits for the connection while the supervisor reconnects.
 const RECONNECT_WAIT: Duration = Duration::from_secs(5);
@@ -60,6 +60,7 @@ impl AmqpDelivery {
         queue: Arc<RouteQueue>,
         topics: &mut TopicCache,
     ) -> Self {
+        // A retry keeps the original routing key in a header.
         let lapin::message::Delivery {
             delivery_tag,
             routing_key,
@@ -69,7 +70,7 @@ impl AmqpDelivery {
         } = delivery;
         let routing_key =
             headers::original_routing_key(&properties).unwrap_or_else(|| routing_key.to_string());
-        let topic = crate::consumer::topic(&conn, topics, &routing_key);
+        let topic = topics.get(&topic_of(&conn.url, &routing_key));
         Self {
             tag: delivery_tag,
             channel,

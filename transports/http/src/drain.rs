@@ -16,11 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use tokio::sync::{watch, Notify};
-
-use crate::state::ServiceState;
 
 #[derive(Debug)]
 struct Inner {
@@ -36,7 +32,7 @@ struct Inner {
 /// The HTTP server's drain signal, and a count of the work it waits for on shutdown.
 ///
 /// Handlers get it as an extractor (`drain: Drain`) or from
-/// [`ServiceState::drain`]. Long-lived work started by a request (a websocket session, a
+/// [`ServiceState::drain`](crate::state::ServiceState::drain). Long-lived work started by a request (a websocket session, a
 /// streaming response) holds an [`InFlight`] guard from [`Drain::track`] so that shutdown waits
 /// for it, and stops when [`Drain::draining`] completes. Cheap to clone.
 #[derive(Clone)]
@@ -171,17 +167,6 @@ impl Drop for InFlight {
         if inner.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 && draining {
             inner.idle.notify_waiters();
         }
-    }
-}
-
-impl<S: Send + Sync + 'static> FromRequestParts<ServiceState<S>> for Drain {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        _parts: &mut Parts,
-        state: &ServiceState<S>,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(state.drain().clone())
     }
 }
 

@@ -246,7 +246,7 @@ impl ErrorHandlers {
             Err(panic) => {
                 tracing::error!(
                     %status,
-                    panic = crate::guard::panic_message(&*panic),
+                    panic = kumi_core::error::panic_message(&*panic),
                     "the custom error handler for {status} panicked; sending the original response"
                 );
                 return response;

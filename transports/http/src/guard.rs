@@ -3,7 +3,6 @@
 //! access log. One hand-written step instead of a stack of boxed tower layers, so the framework
 //! costs little per request.
 
-use std::any::Any;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -21,17 +20,6 @@ use tower::Service;
 use crate::drain::Drain;
 use crate::errors::{ErrorHandlers, HttpError};
 use crate::health::HealthPaths;
-
-/// The text of a panic payload.
-pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(a panic without a message)".to_owned()
-    }
-}
 
 /// The request pipeline around the merged router of all services.
 pub(crate) struct Guard {
@@ -120,7 +108,7 @@ impl Guard {
                 tracing::error!(
                     %method,
                     path = uri.path(),
-                    panic = panic_message(&*panic),
+                    panic = kumi_core::error::panic_message(&*panic),
                     "HTTP handler panicked; answering 500"
                 );
                 HttpError::internal("internal server error").into_response()

@@ -294,17 +294,6 @@ fn with_routes<S: Send + Sync + 'static>(
     extensions.insert(AttachHook(Some(attach_service::<S>)));
 }
 
-fn handler_name<H>() -> String {
-    // `my_crate::Orders::get_order` -> `get_order`; closures keep a readable tail.
-    let full = std::any::type_name::<H>();
-    let trimmed = full.split('<').next().unwrap_or(full);
-    trimmed
-        .rsplit("::")
-        .find(|s| !s.starts_with('{'))
-        .unwrap_or(trimmed)
-        .to_owned()
-}
-
 impl<S: Send + Sync + 'static> HttpRouterExt<S> for Router<S> {
     fn http<H, T>(&mut self, method: Method, path: &str, handler: H) -> HttpRoute<'_, S>
     where
@@ -324,7 +313,7 @@ impl<S: Send + Sync + 'static> HttpRouterExt<S> for Router<S> {
                 protocol: Protocol::Http,
                 method: method.to_string(),
                 path: path.to_owned(),
-                name: handler_name::<H>(),
+                name: kumi_core::handler::handler_name::<H>(),
                 endpoint: Endpoint::Handler(router),
                 error,
             }),
@@ -458,8 +447,12 @@ fn validate_path(path: &str) -> std::result::Result<(), String> {
 
 /// Runs an axum router operation that panics on invalid input, as a kumi error naming `what`.
 pub(crate) fn guarded<T>(what: &str, op: impl FnOnce() -> T) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(op))
-        .map_err(|panic| Error::config(format!("{what}: {}", crate::guard::panic_message(&*panic))))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(op)).map_err(|panic| {
+        Error::config(format!(
+            "{what}: {}",
+            kumi_core::error::panic_message(&*panic)
+        ))
+    })
 }
 
 fn attach_service<S: Send + Sync + 'static>(

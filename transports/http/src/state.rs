@@ -96,3 +96,15 @@ impl<S: Send + Sync + 'static> FromRequestParts<ServiceState<S>> for Arc<S> {
         Ok(Arc::clone(state.service()))
     }
 }
+
+/// The server's drain signal, as a handler argument.
+impl<S: Send + Sync + 'static> FromRequestParts<ServiceState<S>> for Drain {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        _parts: &mut Parts,
+        state: &ServiceState<S>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(state.drain().clone())
+    }
+}

@@ -124,7 +124,7 @@ impl<S: Send + Sync + 'static> ScheduleExt<S> for Router<S> {
             Some(invoke)
         });
         let spec = RouteSpec {
-            name: kumi_core::router::handler_name::<H>(),
+            name: kumi_core::handler::handler_name::<H>(),
             trigger: trigger.into_trigger(),
             timezone: Ok(Timezone::UTC),
             immediately: false,

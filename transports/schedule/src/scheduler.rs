@@ -217,7 +217,10 @@ impl Job {
                 return;
             }
             Err(panic) => {
-                self.settle(Ok((tick, RunResult::Panicked(panic_text(&*panic)))));
+                self.settle(Ok((
+                    tick,
+                    RunResult::Panicked(kumi_core::error::panic_message(&*panic)),
+                )));
                 return;
             }
         };
@@ -235,7 +238,10 @@ impl Job {
                 };
                 match result {
                     Ok(outcome) => (tick, RunResult::Done(outcome)),
-                    Err(panic) => (tick, RunResult::Panicked(panic_text(&*panic))),
+                    Err(panic) => (
+                        tick,
+                        RunResult::Panicked(kumi_core::error::panic_message(&*panic)),
+                    ),
                 }
             }
             .instrument(span),
@@ -322,12 +328,4 @@ impl Job {
         }
         report
     }
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }

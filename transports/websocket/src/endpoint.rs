@@ -150,16 +150,6 @@ pub trait WebSocketRouterExt<S: Send + Sync + 'static> {
         Fut::Output: SessionOutcome;
 }
 
-fn handler_name<H>() -> String {
-    let full = std::any::type_name::<H>();
-    let trimmed = full.split('<').next().unwrap_or(full);
-    trimmed
-        .rsplit("::")
-        .find(|s| !s.starts_with('{'))
-        .unwrap_or(trimmed)
-        .to_owned()
-}
-
 impl<S: Send + Sync + 'static> WebSocketRouterExt<S> for Router<S> {
     fn websocket<H, Fut>(&mut self, path: &str, handler: H) -> WebSocketRoute<'_, S>
     where
@@ -167,7 +157,7 @@ impl<S: Send + Sync + 'static> WebSocketRouterExt<S> for Router<S> {
         Fut: Future + Send + 'static,
         Fut::Output: SessionOutcome,
     {
-        let name = handler_name::<H>();
+        let name = kumi_core::handler::handler_name::<H>();
         let handler: HandlerFn<S> = Arc::new(move |service, session| {
             let running = handler(service, session);
             Box::pin(async move { running.await.into_result() })
@@ -423,16 +413,6 @@ fn accept<S: Send + Sync + 'static>(
         .on_upgrade(move |ws| run(ws, endpoint, service, client, info, drain, in_flight))
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(a panic without a message)".to_owned()
-    }
-}
-
 async fn run<S: Send + Sync + 'static>(
     ws: WebSocket,
     endpoint: Arc<Endpoint<S>>,
@@ -464,7 +444,7 @@ async fn run<S: Send + Sync + 'static>(
             Ok(Ok(())) => None,
             Ok(Err(reason)) => Some((close_code::POLICY, reason)),
             Err(panic) => {
-                tracing::error!(session = %id, panic = panic_message(&*panic), "websocket connect hook panicked");
+                tracing::error!(session = %id, panic = kumi_core::error::panic_message(&*panic), "websocket connect hook panicked");
                 Some((close_code::INTERNAL, "internal error".to_owned()))
             }
         };
@@ -492,7 +472,7 @@ async fn run<S: Send + Sync + 'static>(
                 (close_code::INTERNAL, reason)
             }
             Err(panic) => {
-                tracing::error!(session = %id, panic = panic_message(&*panic), "websocket handler panicked");
+                tracing::error!(session = %id, panic = kumi_core::error::panic_message(&*panic), "websocket handler panicked");
                 (close_code::INTERNAL, "internal error".to_owned())
             }
         };
@@ -513,7 +493,7 @@ async fn run<S: Send + Sync + 'static>(
             .catch_unwind()
             .await
         {
-            tracing::error!(session = %id, panic = panic_message(&*panic), "websocket close hook panicked");
+            tracing::error!(session = %id, panic = kumi_core::error::panic_message(&*panic), "websocket close hook panicked");
         }
     }
 
