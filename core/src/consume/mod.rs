@@ -20,6 +20,8 @@
 
 mod intake;
 mod settle;
+#[cfg(test)]
+mod tests;
 
 use std::convert::Infallible;
 use std::fmt;
