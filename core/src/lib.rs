@@ -22,6 +22,7 @@ pub mod retry;
 pub mod router;
 pub mod runner;
 pub mod service;
+pub mod setting;
 pub mod transport;
 
 pub use app::{App, RunningApp};
