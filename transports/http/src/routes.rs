@@ -138,11 +138,12 @@ pub trait HttpRouterExt<S: Send + Sync + 'static> {
     /// (through the custom `404` handler, if any). `dir` must exist when the service starts.
     fn http_static(&mut self, prefix: &str, dir: impl Into<PathBuf>) -> HttpRoute<'_, S>;
 
-    /// Produces the response for errors with `status` with `handler`, an axum handler that can
-    /// take [`ErrorInfo`](crate::ErrorInfo), `Method`, `Uri` and `Arc<S>`. See
+    /// Produces the response for errors with `status` (a [`StatusCode`] or a number such as
+    /// `404`, from 400 to 599; another one fails the service's start) with `handler`, an axum
+    /// handler that can take [`ErrorInfo`](crate::ErrorInfo), `Method`, `Uri` and `Arc<S>`. See
     /// [`errors`](crate::errors) for when it runs. Error handlers apply to the whole HTTP
     /// server.
-    fn http_error<H, T>(&mut self, status: StatusCode, handler: H) -> &mut Self
+    fn http_error<H, T>(&mut self, status: impl IntoStatus, handler: H) -> HttpErrorRoute<'_, S>
     where
         H: Handler<T, ServiceState<S>>,
         T: 'static;
@@ -222,6 +223,81 @@ impl<S: Send + Sync + 'static> HttpRoute<'_, S> {
     }
 }
 
+impl<S: Send + Sync + 'static> HttpRoute<'_, S> {
+    /// Fails the service's start with `problem`, naming this route: for options checked after
+    /// the route was registered, such as the durations of a websocket endpoint built on it.
+    pub fn config_error(mut self, problem: impl Into<String>) -> Self {
+        if let Some(def) = &mut self.def {
+            let problem = problem.into();
+            def.error = Some(match def.error.take() {
+                Some(earlier) => format!("{earlier}; {problem}"),
+                None => problem,
+            });
+        }
+        self
+    }
+}
+
+/// An HTTP status as [`HttpRouterExt::http_error`] takes it: a [`StatusCode`] or a number such
+/// as `404`.
+pub trait IntoStatus {
+    /// The status, or why the value is not one.
+    fn into_status(self) -> std::result::Result<StatusCode, String>;
+}
+
+impl IntoStatus for StatusCode {
+    fn into_status(self) -> std::result::Result<StatusCode, String> {
+        Ok(self)
+    }
+}
+
+impl IntoStatus for u16 {
+    fn into_status(self) -> std::result::Result<StatusCode, String> {
+        StatusCode::from_u16(self).map_err(|_| format!("{self} is not an HTTP status"))
+    }
+}
+
+/// An error handler being registered, returned by [`HttpRouterExt::http_error`]. It is
+/// registered when the builder is dropped (at the end of the statement).
+pub struct HttpErrorRoute<'a, S: Send + Sync + 'static> {
+    router: &'a mut Router<S>,
+    def: Option<ErrorHandlerDef<S>>,
+}
+
+struct ErrorHandlerDef<S> {
+    status: std::result::Result<StatusCode, String>,
+    name: String,
+    make: MakeErrorHandler<S>,
+}
+
+impl<S: Send + Sync + 'static> fmt::Debug for HttpErrorRoute<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("HttpErrorRoute");
+        if let Some(def) = &self.def {
+            d.field("status", &def.status).field("name", &def.name);
+        }
+        d.finish()
+    }
+}
+
+impl<S: Send + Sync + 'static> HttpErrorRoute<'_, S> {
+    /// Names the handler in the banner (default: the handler function's name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        if let Some(def) = &mut self.def {
+            def.name = name.into();
+        }
+        self
+    }
+}
+
+impl<S: Send + Sync + 'static> Drop for HttpErrorRoute<'_, S> {
+    fn drop(&mut self) {
+        if let Some(def) = self.def.take() {
+            with_routes(self.router, |routes| routes.error_handlers.push(def));
+        }
+    }
+}
+
 impl<S: Send + Sync + 'static> Drop for HttpRoute<'_, S> {
     fn drop(&mut self) {
         if let Some(def) = self.def.take() {
@@ -253,7 +329,7 @@ struct ServiceRoutes<S> {
     routes: Vec<RouteDef<S>>,
     layers: Vec<ServiceLayer<S>>,
     routers: Vec<axum::Router<ServiceState<S>>>,
-    error_handlers: Vec<(StatusCode, MakeErrorHandler<S>)>,
+    error_handlers: Vec<ErrorHandlerDef<S>>,
 }
 
 impl<S> Default for ServiceRoutes<S> {
@@ -359,7 +435,7 @@ impl<S: Send + Sync + 'static> HttpRouterExt<S> for Router<S> {
         }
     }
 
-    fn http_error<H, T>(&mut self, status: StatusCode, handler: H) -> &mut Self
+    fn http_error<H, T>(&mut self, status: impl IntoStatus, handler: H) -> HttpErrorRoute<'_, S>
     where
         H: Handler<T, ServiceState<S>>,
         T: 'static,
@@ -367,8 +443,24 @@ impl<S: Send + Sync + 'static> HttpRouterExt<S> for Router<S> {
         let make: MakeErrorHandler<S> = Box::new(move |state: ServiceState<S>| {
             BoxCloneSyncService::new(handler.with_state(state))
         });
-        with_routes(self, |routes| routes.error_handlers.push((status, make)));
-        self
+        let status = status.into_status().and_then(|status| {
+            if status.is_client_error() || status.is_server_error() {
+                Ok(status)
+            } else {
+                Err(format!(
+                    "error handlers are for error statuses, 400 to 599, not {}",
+                    status.as_u16()
+                ))
+            }
+        });
+        HttpErrorRoute {
+            router: self,
+            def: Some(ErrorHandlerDef {
+                status,
+                name: handler_name::<H>(),
+                make,
+            }),
+        }
     }
 
     fn http_layer<L>(&mut self, layer: L) -> &mut Self
@@ -436,7 +528,8 @@ pub(crate) struct ServiceHttp {
     pub(crate) service: String,
     pub(crate) router: axum::Router,
     pub(crate) routes: Vec<RouteLine>,
-    pub(crate) error_handlers: Vec<(StatusCode, ErrorHandler)>,
+    /// By status: the handler's name (`service.handler`) and the handler.
+    pub(crate) error_handlers: Vec<(StatusCode, String, ErrorHandler)>,
 }
 
 /// Checks what axum would panic about, to give an error naming the route instead.
@@ -543,8 +636,14 @@ fn attach_service<S: Send + Sync + 'static>(
     let error_handlers = registered
         .error_handlers
         .into_iter()
-        .map(|(status, make)| (status, make(state.clone())))
-        .collect();
+        .map(|def| {
+            let name = format!("{service_name}.{}", def.name);
+            let status = def.status.map_err(|e| {
+                Error::config(format!("http error handler {name}: {e}"))
+            })?;
+            Ok((status, name, (def.make)(state.clone())))
+        })
+        .collect::<Result<_>>()?;
     let router: axum::Router = app.with_state(state);
     Ok(ServiceHttp {
         service: service_name,
