@@ -92,7 +92,9 @@ fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     };
     let trimmed = text.trim();
     if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(error(format!("the unit is missing; did you mean '{trimmed}s'?")));
+        return Err(error(format!(
+            "the unit is missing; did you mean '{trimmed}s'?"
+        )));
     }
     humantime::parse_duration(trimmed).map_err(|e| error(e.to_string()))
 }
@@ -149,7 +151,9 @@ mod tests {
                     .starts_with(&format!("'{bad}' is not a duration: ")),
                 "{e}"
             );
-            assert!(e.to_string().ends_with("(write it like 5s, 250ms, 2m or 1h30m)"));
+            assert!(e
+                .to_string()
+                .ends_with("(write it like 5s, 250ms, 2m or 1h30m)"));
         }
         assert!("20"
             .into_duration()

@@ -638,9 +638,9 @@ fn attach_service<S: Send + Sync + 'static>(
         .into_iter()
         .map(|def| {
             let name = format!("{service_name}.{}", def.name);
-            let status = def.status.map_err(|e| {
-                Error::config(format!("http error handler {name}: {e}"))
-            })?;
+            let status = def
+                .status
+                .map_err(|e| Error::config(format!("http error handler {name}: {e}")))?;
             Ok((status, name, (def.make)(state.clone())))
         })
         .collect::<Result<_>>()?;
