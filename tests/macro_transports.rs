@@ -146,8 +146,8 @@ impl Shop {
     }
 
     /// Fires at start and every 100 ms; a second, hourly schedule on the same method.
-    #[schedule(interval = "100ms", immediately)]
-    #[schedule(interval = 3600, name = "hourly_tick")]
+    #[schedule("100ms", immediately)]
+    #[schedule(Duration::from_secs(3600), name = "hourly_tick")]
     async fn tick(&self, tick: Tick, ScheduledTime(_at): ScheduledTime) {
         self.record(Seen::Tick {
             immediate: tick.is_immediate(),
@@ -155,22 +155,25 @@ impl Shop {
     }
 
     #[schedule(
-        cron = "0 0 0 1 1 *",
+        "0 0 0 1 1 *",
         tz = "Europe/Stockholm",
         concurrency = 2,
         timeout = "30s"
     )]
     async fn new_year(self: Arc<Self>) {}
 
-    #[schedule(daily = "08:30", timezone = REPORT_TZ)]
+    #[schedule("08:30", timezone = REPORT_TZ)]
     #[schedule("weekdays", name = "weekday_report")]
-    #[schedule(at = "2099-12-01T08:00:00Z", name = "far_future")]
+    #[schedule(
+        kumi::schedule::Trigger::timestamp("2099-12-01T08:00:00Z"),
+        name = "far_future"
+    )]
     async fn report(_this: Arc<Self>, _ctx: Context) {}
 
     /// One handler on a topic, an HTTP route and a schedule at once.
     #[subscribe("stock.check")]
     #[http(POST, "/stock/check")]
-    #[schedule(interval = "1h", name = "stock_check")]
+    #[schedule("1h", name = "stock_check")]
     async fn check_stock(self: Arc<Self>) {
         self.record(Seen::StockChecked);
     }
