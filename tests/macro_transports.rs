@@ -509,3 +509,74 @@ async fn schedules_run_and_are_named() {
         .await
         .expect("clean shutdown");
 }
+
+/// What the transports check when the service starts, each in a service of its own.
+struct BadCron;
+
+#[kumi::service(name = "reports")]
+impl BadCron {
+    #[schedule("61 * * * *")]
+    async fn nightly(&self) {}
+}
+
+struct TwoTicks;
+
+#[kumi::service(name = "reports")]
+impl TwoTicks {
+    #[schedule("hourly")]
+    #[schedule("daily")]
+    async fn tick(&self) {}
+}
+
+struct BadKeepalive;
+
+#[kumi::service(name = "chat")]
+impl BadKeepalive {
+    #[websocket("/ws", ping_interval = "20")]
+    async fn room(&self, _session: Session) {}
+}
+
+struct RedirectHandler;
+
+#[kumi::service(name = "shop")]
+impl RedirectHandler {
+    #[http_error(302)]
+    async fn moved(&self) -> StatusCode {
+        StatusCode::FOUND
+    }
+}
+
+#[tokio::test]
+async fn invalid_values_are_startup_errors_naming_the_route() {
+    let app = || {
+        kumi::App::new()
+            .transport(HttpTransport::bind("127.0.0.1:0").shared())
+            .transport(Arc::new(ScheduleTransport::new()))
+    };
+    for (app, expected) in [
+        (
+            app().service(BadCron),
+            "schedule route 'reports.nightly': invalid cron expression '61 * * * *'",
+        ),
+        (
+            app().service(TwoTicks),
+            "schedule route 'reports.tick': registered twice",
+        ),
+        (
+            app().service(BadKeepalive),
+            "(chat.room): ping_interval '20' is not a duration: the unit is missing; did you mean '20s'?",
+        ),
+        (
+            app().service(RedirectHandler),
+            "http error handler shop.moved: error handlers are for error statuses, 400 to 599, not 302",
+        ),
+    ] {
+        let error = tokio::time::timeout(WAIT, app.start())
+            .await
+            .expect("start ends in time")
+            .expect_err("the service does not start");
+        assert_eq!(error.kind(), kumi::ErrorKind::Config, "{error}");
+        let text = error.to_string();
+        assert!(text.contains(expected), "{text:?} should contain {expected:?}");
+    }
+}
