@@ -1,3 +1,4 @@
+use kumi::http::BusContext;
 
 struct Greeting;
 
@@ -6,8 +7,8 @@ struct Greeter;
 #[kumi::service]
 impl Greeter {
     #[http(GET, "/greeting")]
-    async fn greet(&self, g: Greeting) -> String {
-        let _ = g;
+    async fn greet(&self, g: Greeting, ctx: BusContext) -> String {
+        let _ = (g, ctx);
         String::new()
     }
 }

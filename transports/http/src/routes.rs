@@ -44,6 +44,17 @@ impl Protocol {
     }
 }
 
+/// An HTTP handler of service `S`: an axum [`Handler`] on the service's [`ServiceState`] (any
+/// such handler is one; this trait only gives the compile error kumi's words).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an HTTP handler of service `{S}`",
+    label = "not an HTTP handler",
+    note = "an HTTP handler is an `async fn` whose arguments are axum extractors (`Path<T>`, `Query<T>`, `HeaderMap`, `kumi::http::BusContext`, `Arc<Self>`..., and last at most one that reads the body: `Json<T>`, `String`, `Bytes`...), whose return type implements `IntoResponse`, and whose future is `Send`"
+)]
+pub trait HttpHandler<T, S>: Handler<T, ServiceState<S>> {}
+
+impl<H, T, S> HttpHandler<T, S> for H where H: Handler<T, ServiceState<S>> {}
+
 /// HTTP route builders on a service's [`Router`].
 ///
 /// Handlers are axum handlers whose state is [`ServiceState<S>`]: any axum extractor works, plus
@@ -83,13 +94,13 @@ pub trait HttpRouterExt<S: Send + Sync + 'static> {
     /// Routes `method` requests for `path` to `handler`.
     fn http<H, T>(&mut self, method: Method, path: &str, handler: H) -> HttpRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static;
 
     /// `GET` (and `HEAD`) requests for `path`.
     fn get<H, T>(&mut self, path: &str, handler: H) -> HttpRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static,
     {
         self.http(Method::GET, path, handler)
@@ -98,7 +109,7 @@ pub trait HttpRouterExt<S: Send + Sync + 'static> {
     /// `POST` requests for `path`.
     fn post<H, T>(&mut self, path: &str, handler: H) -> HttpRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static,
     {
         self.http(Method::POST, path, handler)
@@ -107,7 +118,7 @@ pub trait HttpRouterExt<S: Send + Sync + 'static> {
     /// `PUT` requests for `path`.
     fn put<H, T>(&mut self, path: &str, handler: H) -> HttpRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static,
     {
         self.http(Method::PUT, path, handler)
@@ -116,7 +127,7 @@ pub trait HttpRouterExt<S: Send + Sync + 'static> {
     /// `PATCH` requests for `path`.
     fn patch<H, T>(&mut self, path: &str, handler: H) -> HttpRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static,
     {
         self.http(Method::PATCH, path, handler)
@@ -125,7 +136,7 @@ pub trait HttpRouterExt<S: Send + Sync + 'static> {
     /// `DELETE` requests for `path`.
     fn delete<H, T>(&mut self, path: &str, handler: H) -> HttpRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static,
     {
         self.http(Method::DELETE, path, handler)
@@ -145,7 +156,7 @@ pub trait HttpRouterExt<S: Send + Sync + 'static> {
     /// server.
     fn http_error<H, T>(&mut self, status: impl IntoStatus, handler: H) -> HttpErrorRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static;
 
     /// Wraps every HTTP route of this service (static files and websockets included) in a tower
@@ -384,7 +395,7 @@ fn handler_name<H>() -> String {
 impl<S: Send + Sync + 'static> HttpRouterExt<S> for Router<S> {
     fn http<H, T>(&mut self, method: Method, path: &str, handler: H) -> HttpRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static,
     {
         let (router, error) = match MethodFilter::try_from(method.clone()) {
@@ -437,7 +448,7 @@ impl<S: Send + Sync + 'static> HttpRouterExt<S> for Router<S> {
 
     fn http_error<H, T>(&mut self, status: impl IntoStatus, handler: H) -> HttpErrorRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static,
     {
         let make: MakeErrorHandler<S> = Box::new(move |state: ServiceState<S>| {
