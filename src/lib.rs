@@ -44,7 +44,8 @@ pub use kumi_core::extract::{
 };
 
 /// `#[kumi::service]`: generates the [`Service`] impl from an `impl` block whose methods carry
-/// `#[subscribe("topic")]` / `#[request("topic")]` attributes. See the crate README.
+/// route attributes (`#[subscribe("topic")]`, `#[http(GET, "/path")]`, `#[schedule("10s")]`...),
+/// each the router method of its name. See the crate README and the macro's documentation.
 #[cfg(feature = "macros")]
 pub use kumi_macros::service;
 

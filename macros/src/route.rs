@@ -77,30 +77,9 @@ pub(crate) struct RouteArgs {
 
 impl Parse for RouteArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let args: Vec<Arg> = Punctuated::<Arg, Token![,]>::parse_terminated(input)?
+        let args = Punctuated::<Arg, Token![,]>::parse_terminated(input)?
             .into_iter()
             .collect();
-        if let Some(first_named) = args.iter().position(|a| !matches!(a, Arg::Positional(_))) {
-            if let Some(late) = args[first_named..]
-                .iter()
-                .find(|a| matches!(a, Arg::Positional(_)))
-            {
-                let hint = match &args[first_named] {
-                    Arg::Flag(flag) => format!(
-                        " (`{flag}` is a flag: a bare lower-case name calls `.{flag}()` on the route; \
-                         to pass a value named in lower case, write it in parentheses: `({flag})`)"
-                    ),
-                    _ => String::new(),
-                };
-                return Err(syn::Error::new(
-                    late.span(),
-                    format!(
-                        "positional arguments come first, then `key = value` options and flags: \
-                         `#[route(\"..\", key = value, flag)]`{hint}"
-                    ),
-                ));
-            }
-        }
         Ok(RouteArgs { args })
     }
 }
@@ -108,20 +87,53 @@ impl Parse for RouteArgs {
 impl RouteArgs {
     /// The arguments of `#[NAME(..)]`; none for `#[NAME]`.
     pub(crate) fn from_attribute(attr: &Attribute) -> syn::Result<Self> {
-        match &attr.meta {
-            Meta::Path(_) => Ok(RouteArgs::default()),
-            Meta::List(list) => list.parse_args(),
-            Meta::NameValue(nv) => {
-                let name = nv.path.get_ident().map(Ident::unraw);
-                let name = name.map(|n| n.to_string()).unwrap_or_default();
-                Err(syn::Error::new_spanned(
+        let name = attr
+            .path()
+            .get_ident()
+            .map(|n| n.unraw().to_string())
+            .unwrap_or_default();
+        let args: RouteArgs = match &attr.meta {
+            Meta::Path(_) => RouteArgs::default(),
+            Meta::List(list) => list.parse_args()?,
+            Meta::NameValue(_) => {
+                return Err(syn::Error::new_spanned(
                     attr,
                     format!(
                         "write the arguments of a route attribute in parentheses: `#[{name}(..)]`"
                     ),
                 ))
             }
-        }
+        };
+        args.check_order(&name)?;
+        Ok(args)
+    }
+
+    /// Positional arguments come before options and flags.
+    fn check_order(&self, name: &str) -> syn::Result<()> {
+        let args = &self.args;
+        let Some(first_named) = args.iter().position(|a| !matches!(a, Arg::Positional(_))) else {
+            return Ok(());
+        };
+        let Some(late) = args[first_named..]
+            .iter()
+            .find(|a| matches!(a, Arg::Positional(_)))
+        else {
+            return Ok(());
+        };
+        let hint = match &args[first_named] {
+            Arg::Flag(flag) => format!(
+                " (`{flag}` is a flag: a bare lower-case name calls `.{flag}()` on the route; \
+                 to pass a value named in lower case, write it in parentheses: `({flag})`)"
+            ),
+            _ => String::new(),
+        };
+        Err(syn::Error::new(
+            late.span(),
+            format!(
+                "positional arguments come first, then `key = value` options and flags: \
+                 `#[{name}(\"..\", key = value, flag)]`{hint}"
+            ),
+        ))
     }
 
     /// Whether the attribute names the route itself (`name = ..`).
