@@ -258,13 +258,15 @@ fn phantom(ty: TokenStream, lo: Span, hi: Span) -> TokenStream {
 /// `__kumi_route::check(__kumi_router, value);`, the call spanning `lo` to `hi` like the value,
 /// so that a bound blamed on the call rather than on its argument underlines the same tokens.
 fn check_call(check: &str, value: TokenStream, lo: Span, hi: Span) -> TokenStream {
-    let check = Ident::new(check, lo);
+    let module = Ident::new("__kumi_route", lo);
+    let check = Ident::new(check, hi);
+    let path_sep = quote_spanned!(hi=> ::);
     let mut args = Group::new(
         Delimiter::Parenthesis,
         quote_spanned!(lo=> __kumi_router, #value),
     );
     args.set_span(hi);
-    quote_spanned!(lo=> __kumi_route::#check #args;)
+    quote_spanned!(lo=> #module #path_sep #check #args;)
 }
 
 /// The checks of `f`'s signature by the route's module (`__kumi_route`): each argument, the
