@@ -44,7 +44,8 @@ pub use kumi_core::extract::{
 };
 
 /// `#[kumi::service]`: generates the [`Service`] impl from an `impl` block whose methods carry
-/// `#[subscribe("topic")]` / `#[request("topic")]` attributes. See the crate README.
+/// route attributes (`#[subscribe("topic")]`, `#[http(GET, "/path")]`, `#[schedule("10s")]`...),
+/// each the router method of its name. See the crate README and the macro's documentation.
 #[cfg(feature = "macros")]
 pub use kumi_macros::service;
 
@@ -57,13 +58,14 @@ pub mod prelude {
     #[cfg(feature = "macros")]
     pub use kumi_macros::service;
 
-    #[cfg(feature = "http")]
-    pub use kumi_http::HttpRouterExt as _;
-    #[cfg(feature = "schedule")]
-    pub use kumi_schedule::ScheduleExt as _;
-    #[cfg(feature = "websocket")]
-    pub use kumi_websocket::WebSocketRouterExt as _;
+    /// The router extension traits of the enabled transports (`http`, `websocket`,
+    /// `schedule`...), without their names.
+    pub use crate::__macro::router_ext::*;
 }
+
+#[doc(hidden)]
+#[path = "macro_support.rs"]
+pub mod __macro;
 
 /// The AMQP (RabbitMQ) bus.
 #[cfg(feature = "amqp")]

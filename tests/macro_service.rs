@@ -342,3 +342,74 @@ async fn broadcast_reaches_every_instance() {
     b.shutdown(Duration::from_secs(5)).await.unwrap();
     a.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// Options that only the builder can check, one service each: each fails the start, naming the
+/// route.
+struct SlowTimeout;
+
+#[kumi::service(name = "misconfigured")]
+impl SlowTimeout {
+    #[subscribe("a", timeout = "5 parsecs")]
+    async fn slow(&self) {}
+}
+
+struct GroupAndBroadcast;
+
+#[kumi::service(name = "misconfigured")]
+impl GroupAndBroadcast {
+    #[subscribe("b", group = "billing", broadcast)]
+    async fn both(&self) {}
+}
+
+struct BadBackoff;
+
+#[kumi::service(name = "misconfigured")]
+impl BadBackoff {
+    #[subscribe("c", backoff = ("1s", "soon"))]
+    async fn backing_off(&self) {}
+}
+
+struct ZeroTimeout;
+
+#[kumi::service(name = "misconfigured")]
+impl ZeroTimeout {
+    #[request("d", timeout = "0s")]
+    async fn instant(&self) {}
+}
+
+async fn start_error(app: kumi::App) -> String {
+    let error = tokio::time::timeout(WAIT, app.start())
+        .await
+        .expect("start ends in time")
+        .expect_err("the service does not start");
+    assert_eq!(error.kind(), kumi::ErrorKind::Config, "{error}");
+    error.to_string()
+}
+
+#[tokio::test]
+async fn invalid_options_are_startup_errors_naming_the_route() {
+    for (app, expected) in [
+        (
+            kumi::App::new().service(SlowTimeout),
+            "route misconfigured.slow: timeout '5 parsecs' is not a duration: unknown time unit",
+        ),
+        (
+            kumi::App::new().service(GroupAndBroadcast),
+            "route misconfigured.both: `group` and `broadcast` cannot be combined",
+        ),
+        (
+            kumi::App::new().service(BadBackoff),
+            "route misconfigured.backing_off: backoff 'soon' is not a duration",
+        ),
+        (
+            kumi::App::new().service(ZeroTimeout),
+            "route misconfigured.instant: the timeout must be longer than zero",
+        ),
+    ] {
+        let error = start_error(app).await;
+        assert!(
+            error.contains(expected),
+            "{error:?} should contain {expected:?}"
+        );
+    }
+}

@@ -146,8 +146,8 @@ impl Shop {
     }
 
     /// Fires at start and every 100 ms; a second, hourly schedule on the same method.
-    #[schedule(interval = "100ms", immediately)]
-    #[schedule(interval = 3600, name = "hourly_tick")]
+    #[schedule("100ms", immediately)]
+    #[schedule(Duration::from_secs(3600), name = "hourly_tick")]
     async fn tick(&self, tick: Tick, ScheduledTime(_at): ScheduledTime) {
         self.record(Seen::Tick {
             immediate: tick.is_immediate(),
@@ -155,22 +155,25 @@ impl Shop {
     }
 
     #[schedule(
-        cron = "0 0 0 1 1 *",
+        "0 0 0 1 1 *",
         tz = "Europe/Stockholm",
         concurrency = 2,
         timeout = "30s"
     )]
     async fn new_year(self: Arc<Self>) {}
 
-    #[schedule(daily = "08:30", timezone = REPORT_TZ)]
+    #[schedule("08:30", timezone = REPORT_TZ)]
     #[schedule("weekdays", name = "weekday_report")]
-    #[schedule(at = "2099-12-01T08:00:00Z", name = "far_future")]
+    #[schedule(
+        kumi::schedule::Trigger::timestamp("2099-12-01T08:00:00Z"),
+        name = "far_future"
+    )]
     async fn report(_this: Arc<Self>, _ctx: Context) {}
 
     /// One handler on a topic, an HTTP route and a schedule at once.
     #[subscribe("stock.check")]
     #[http(POST, "/stock/check")]
-    #[schedule(interval = "1h", name = "stock_check")]
+    #[schedule("1h", name = "stock_check")]
     async fn check_stock(self: Arc<Self>) {
         self.record(Seen::StockChecked);
     }
@@ -505,4 +508,75 @@ async fn schedules_run_and_are_named() {
         .shutdown(Duration::from_secs(5))
         .await
         .expect("clean shutdown");
+}
+
+/// What the transports check when the service starts, each in a service of its own.
+struct BadCron;
+
+#[kumi::service(name = "reports")]
+impl BadCron {
+    #[schedule("61 * * * *")]
+    async fn nightly(&self) {}
+}
+
+struct TwoTicks;
+
+#[kumi::service(name = "reports")]
+impl TwoTicks {
+    #[schedule("hourly")]
+    #[schedule("daily")]
+    async fn tick(&self) {}
+}
+
+struct BadKeepalive;
+
+#[kumi::service(name = "chat")]
+impl BadKeepalive {
+    #[websocket("/ws", ping_interval = "20")]
+    async fn room(&self, _session: Session) {}
+}
+
+struct RedirectHandler;
+
+#[kumi::service(name = "shop")]
+impl RedirectHandler {
+    #[http_error(302)]
+    async fn moved(&self) -> StatusCode {
+        StatusCode::FOUND
+    }
+}
+
+#[tokio::test]
+async fn invalid_values_are_startup_errors_naming_the_route() {
+    let app = || {
+        kumi::App::new()
+            .transport(HttpTransport::bind("127.0.0.1:0").shared())
+            .transport(Arc::new(ScheduleTransport::new()))
+    };
+    for (app, expected) in [
+        (
+            app().service(BadCron),
+            "schedule route 'reports.nightly': invalid cron expression '61 * * * *'",
+        ),
+        (
+            app().service(TwoTicks),
+            "schedule route 'reports.tick': registered twice",
+        ),
+        (
+            app().service(BadKeepalive),
+            "(chat.room): ping_interval '20' is not a duration: the unit is missing; did you mean '20s'?",
+        ),
+        (
+            app().service(RedirectHandler),
+            "http error handler shop.moved: error handlers are for error statuses, 400 to 599, not 302",
+        ),
+    ] {
+        let error = tokio::time::timeout(WAIT, app.start())
+            .await
+            .expect("start ends in time")
+            .expect_err("the service does not start");
+        assert_eq!(error.kind(), kumi::ErrorKind::Config, "{error}");
+        let text = error.to_string();
+        assert!(text.contains(expected), "{text:?} should contain {expected:?}");
+    }
 }

@@ -30,6 +30,7 @@ pub mod retry;
 pub mod router;
 pub mod runner;
 pub mod service;
+pub mod setting;
 pub mod settlement;
 pub mod stats;
 pub mod transport;

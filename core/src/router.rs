@@ -22,6 +22,7 @@ use crate::message::{Extensions, Message};
 use crate::middleware::{TimeoutLayer, TraceLayer};
 use crate::outcome::Outcome;
 use crate::retry::RetryPolicy;
+use crate::setting::IntoDuration;
 use crate::settlement::RouteKind;
 use crate::stats::RouteStats;
 
@@ -252,6 +253,9 @@ impl<S: Send + Sync + 'static> Router<S> {
         self.routes
             .into_iter()
             .map(|r| {
+                crate::setting::check(&r.options).map_err(|problem| {
+                    Error::config(format!("route {}.{}: {problem}", identity.name, r.name))
+                })?;
                 validate_pattern(&r.topic).map_err(|e| {
                     Error::config(format!(
                         "route {}.{}: {}",
@@ -414,14 +418,22 @@ impl<S> RouteBuilder<'_, S> {
         self
     }
 
-    /// Competing consumers in the named group (default group: the service name).
+    /// Competing consumers in the named group (default group: the service name). Not with
+    /// [`broadcast`](Self::broadcast): the two together fail the service's start.
     pub fn group(self, group: impl Into<String>) -> Self {
+        if matches!(self.route.sharing, Some(Sharing::Broadcast)) {
+            return self.reject(GROUP_AND_BROADCAST.to_owned());
+        }
         self.route.sharing = Some(Sharing::Group(group.into()));
         self
     }
 
-    /// Every instance of the service receives every message.
+    /// Every instance of the service receives every message. Not with [`group`](Self::group):
+    /// the two together fail the service's start.
     pub fn broadcast(self) -> Self {
+        if matches!(self.route.sharing, Some(Sharing::Group(_))) {
+            return self.reject(GROUP_AND_BROADCAST.to_owned());
+        }
         self.route.sharing = Some(Sharing::Broadcast);
         self
     }
@@ -444,11 +456,17 @@ impl<S> RouteBuilder<'_, S> {
         self
     }
 
-    /// Sets the backoff bounds: first delay and cap.
-    pub fn backoff(self, initial: Duration, max: Duration) -> Self {
-        self.route.retry.initial_backoff = initial;
-        self.route.retry.max_backoff = max;
-        self
+    /// Sets the backoff bounds: first delay and cap, each a `Duration` or a string such as
+    /// `"500ms"` (see [`IntoDuration`]). An invalid string fails the service's start.
+    pub fn backoff(self, initial: impl IntoDuration, max: impl IntoDuration) -> Self {
+        match (initial.into_duration(), max.into_duration()) {
+            (Ok(initial), Ok(max)) => {
+                self.route.retry.initial_backoff = initial;
+                self.route.retry.max_backoff = max;
+                self
+            }
+            (Err(e), _) | (_, Err(e)) => self.reject(format!("backoff {e}")),
+        }
     }
 
     /// Uses this envelope for the route's messages (and replies).
@@ -463,10 +481,26 @@ impl<S> RouteBuilder<'_, S> {
         self
     }
 
-    /// Fails (and retries) a handler call that takes longer than `timeout`.
-    pub fn timeout(self, timeout: Duration) -> Self {
-        self.route.timeout = Some(timeout);
-        self
+    /// Short for [`dead_letter_topic`](Self::dead_letter_topic)
+    /// (`#[subscribe(.., dead_letter = "orders.failed")]`).
+    pub fn dead_letter(self, topic: impl Into<String>) -> Self {
+        self.dead_letter_topic(topic)
+    }
+
+    /// Fails (and retries) a handler call that takes longer than `timeout`: a `Duration` or a
+    /// string such as `"5s"` (see [`IntoDuration`]). An invalid string or a zero timeout fails
+    /// the service's start.
+    pub fn timeout(self, timeout: impl IntoDuration) -> Self {
+        match timeout.into_duration() {
+            Ok(timeout) if timeout.is_zero() => {
+                self.reject("the timeout must be longer than zero".to_owned())
+            }
+            Ok(timeout) => {
+                self.route.timeout = Some(timeout);
+                self
+            }
+            Err(e) => self.reject(format!("timeout {e}")),
+        }
     }
 
     /// Wraps this route's handler in a tower layer. Later layers wrap earlier ones.
@@ -486,4 +520,13 @@ impl<S> RouteBuilder<'_, S> {
         self.route.options.insert(value);
         self
     }
+
+    /// Remembers an invalid setting: the service then fails to start, naming the route.
+    fn reject(self, problem: String) -> Self {
+        crate::setting::reject(&mut self.route.options, problem);
+        self
+    }
 }
+
+const GROUP_AND_BROADCAST: &str = "`group` and `broadcast` cannot be combined: a route either \
+    shares messages within a group or gives every instance every message";

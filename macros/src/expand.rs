@@ -1,51 +1,44 @@
 //! The expansion of `#[service]`: the `Service` impl, built from the attributed methods.
 
-use std::collections::HashSet;
-
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{format_ident, quote};
 use syn::ext::IdentExt;
 use syn::{
-    Attribute, FnArg, GenericParam, ImplItem, ImplItemFn, Item, ItemImpl, Meta, Receiver,
-    ReturnType, Type,
+    Attribute, FnArg, GenericParam, ImplItem, ImplItemFn, Item, ItemImpl, Meta, ReturnType, Type,
 };
 
-use crate::options::{default_service_name, lit_str, RouteArgs, ServiceArgs};
-use crate::transports::{HttpArgs, HttpErrorArgs, ScheduleArgs, WebSocketArgs};
+use crate::route::{self, Methods};
+use crate::service::{default_service_name, lit_str, ServiceArgs};
 
-/// A route trigger: a bus route, an HTTP route or error handler, a websocket endpoint or a
-/// schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RouteKind {
-    Subscribe,
-    Request,
-    Http,
-    HttpError,
-    WebSocket,
-    Schedule,
-}
-
-impl RouteKind {
-    const ALL: [RouteKind; 6] = [
-        RouteKind::Subscribe,
-        RouteKind::Request,
-        RouteKind::Http,
-        RouteKind::HttpError,
-        RouteKind::WebSocket,
-        RouteKind::Schedule,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            RouteKind::Subscribe => "subscribe",
-            RouteKind::Request => "request",
-            RouteKind::Http => "http",
-            RouteKind::HttpError => "http_error",
-            RouteKind::WebSocket => "websocket",
-            RouteKind::Schedule => "schedule",
-        }
-    }
-}
+/// Rust's built-in attributes that may sit on a method: they stay on it, as does any attribute
+/// written as a path (`#[tracing::instrument]`, `#[rustfmt::skip]`). Every other attribute named
+/// by a single identifier is a route attribute (see [`KumiAttr::of`]).
+const BUILTIN_ATTRIBUTES: &[&str] = &[
+    "allow",
+    "automatically_derived",
+    "cfg",
+    "cfg_attr",
+    "cold",
+    "coverage",
+    "deny",
+    "deprecated",
+    "doc",
+    "expect",
+    "export_name",
+    "forbid",
+    "ignore",
+    "inline",
+    "instruction_set",
+    "link_section",
+    "must_use",
+    "no_mangle",
+    "optimize",
+    "should_panic",
+    "target_feature",
+    "test",
+    "track_caller",
+    "warn",
+];
 
 /// A lifecycle hook of the `Service` trait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,34 +72,39 @@ impl Hook {
 }
 
 /// One of the attributes this macro consumes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum KumiAttr {
-    Route(RouteKind),
+    /// `#[NAME(..)]`: a route registered with the router method `NAME`.
+    Route(syn::Ident),
     Hook(Hook),
     /// `#[routes]`: a plain method that adds to the router after the attributed routes.
     Routes,
 }
 
 impl KumiAttr {
+    /// What `attr` is to this macro: a lifecycle hook, `#[routes]`, a route attribute (any other
+    /// attribute named by one identifier that is not a Rust built-in), or nothing (a path such
+    /// as `tracing::instrument`, or a built-in such as `doc`), left on the method.
     fn of(attr: &Attribute) -> Option<Self> {
         let ident = attr.path().get_ident()?;
-        let name = ident.to_string();
-        if let Some(kind) = RouteKind::ALL.iter().find(|k| k.name() == name) {
-            return Some(KumiAttr::Route(*kind));
-        }
+        let name = ident.unraw().to_string();
         if name == "routes" {
             return Some(KumiAttr::Routes);
         }
-        Some(KumiAttr::Hook(
-            *Hook::ALL.iter().find(|h| h.name() == name)?,
-        ))
+        if let Some(hook) = Hook::ALL.iter().find(|h| h.name() == name) {
+            return Some(KumiAttr::Hook(*hook));
+        }
+        if BUILTIN_ATTRIBUTES.contains(&name.as_str()) {
+            return None;
+        }
+        Some(KumiAttr::Route(ident.clone()))
     }
 
-    fn name(self) -> &'static str {
+    fn name(&self) -> String {
         match self {
-            KumiAttr::Route(kind) => kind.name(),
-            KumiAttr::Hook(h) => h.name(),
-            KumiAttr::Routes => "routes",
+            KumiAttr::Route(ident) => ident.unraw().to_string(),
+            KumiAttr::Hook(h) => h.name().to_owned(),
+            KumiAttr::Routes => "routes".to_owned(),
         }
     }
 }
@@ -230,6 +228,8 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             #version
 
             fn routes(&self, __kumi_router: &mut ::kumi::Router<Self>) {
+                #[allow(unused_imports)]
+                use ::kumi::__macro::router_ext::*;
                 #(#routes)*
                 #extra_routes
             }
@@ -241,42 +241,28 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
 
 /// The pieces of the `Service` impl.
 struct Builder {
-    /// One `router.subscribe(..)...;` statement per route attribute.
+    /// One registration block per route attribute.
     routes: Vec<TokenStream>,
     /// The `#[routes]` method, called after them: `self.method(router);`.
     extra_routes: Option<(syn::Ident, TokenStream)>,
     /// Per hook: the method it calls (for duplicate errors) and the trait method.
     hooks: [Option<(syn::Ident, TokenStream)>; 4],
-    /// The methods of the impl block without a receiver (websocket hooks call them as
-    /// associated functions).
-    static_methods: HashSet<String>,
-    /// Schedule route names known at expansion time, with the method that has them: two
-    /// schedules of one service with one name fail at startup, so that is caught here.
-    schedule_names: Vec<(String, syn::Ident)>,
 }
 
 impl Builder {
     fn collect(imp: &ItemImpl, errors: &mut Errors) -> Self {
-        let static_methods = imp
-            .items
-            .iter()
-            .filter_map(|item| match item {
-                ImplItem::Fn(f) if f.sig.receiver().is_none() => {
-                    Some(f.sig.ident.unraw().to_string())
-                }
-                _ => None,
-            })
-            .collect();
+        let methods = Methods::of(imp.items.iter().filter_map(|item| match item {
+            ImplItem::Fn(f) => Some(f),
+            _ => None,
+        }));
         let mut this = Builder {
             routes: Vec::new(),
             extra_routes: None,
             hooks: Default::default(),
-            static_methods,
-            schedule_names: Vec::new(),
         };
         for item in &imp.items {
             match item {
-                ImplItem::Fn(f) => this.method(f, errors),
+                ImplItem::Fn(f) => this.method(f, &methods, errors),
                 ImplItem::Const(c) => not_a_method(&c.attrs, errors),
                 ImplItem::Type(t) => not_a_method(&t.attrs, errors),
                 ImplItem::Macro(m) => not_a_method(&m.attrs, errors),
@@ -286,13 +272,13 @@ impl Builder {
         this
     }
 
-    fn method(&mut self, f: &ImplItemFn, errors: &mut Errors) {
+    fn method(&mut self, f: &ImplItemFn, methods: &Methods<'_>, errors: &mut Errors) {
         let attrs: Vec<(KumiAttr, &Attribute)> = f
             .attrs
             .iter()
             .filter_map(|a| KumiAttr::of(a).map(|k| (k, a)))
             .collect();
-        let Some(&(first, _)) = attrs.first() else {
+        let Some((first, _)) = attrs.first() else {
             return;
         };
         if let Some((_, attr)) = attrs.iter().find(|(k, _)| *k == KumiAttr::Routes) {
@@ -317,10 +303,15 @@ impl Builder {
         }
         let is_route = |k: &KumiAttr| matches!(k, KumiAttr::Route(_));
         if attrs.iter().any(|(k, _)| is_route(k)) && attrs.iter().any(|(k, _)| !is_route(k)) {
-            let (_, hook_attr) = attrs.iter().find(|(k, _)| !is_route(k)).expect("a hook");
+            let (route, _) = attrs.iter().find(|(k, _)| is_route(k)).expect("a route");
+            let (hook, hook_attr) = attrs.iter().find(|(k, _)| !is_route(k)).expect("a hook");
             errors.push(syn::Error::new_spanned(
                 hook_attr,
-                "a method is either a route handler (`#[subscribe]`, `#[request]`, `#[http]`, `#[http_error]`, `#[websocket]`, `#[schedule]`) or a lifecycle hook, not both",
+                format!(
+                    "a method is either a route handler (`#[{}]`) or a lifecycle hook (`#[{}]`), not both",
+                    route.name(),
+                    hook.name()
+                ),
             ));
             return;
         }
@@ -355,8 +346,8 @@ impl Builder {
         }
         for (kind, attr) in attrs {
             match kind {
-                KumiAttr::Route(kind) => {
-                    if let Some(route) = errors.check(self.route(kind, attr, f)) {
+                KumiAttr::Route(name) => {
+                    if let Some(route) = errors.check(route::route(&name, attr, f, methods)) {
                         self.routes.push(route);
                     }
                 }
@@ -385,57 +376,6 @@ impl Builder {
                         self.hooks[hook.index()] = Some((f.sig.ident.clone(), tokens));
                     }
                 }
-            }
-        }
-    }
-
-    /// The registration statement of one route attribute on `f`.
-    fn route(
-        &mut self,
-        kind: RouteKind,
-        attr: &Attribute,
-        f: &ImplItemFn,
-    ) -> syn::Result<TokenStream> {
-        let method = &f.sig.ident;
-        let method_name = method.unraw().to_string();
-        let default_name = lit_str(&method_name, method.span());
-        match kind {
-            RouteKind::Subscribe | RouteKind::Request => bus_route(kind, attr, f),
-            RouteKind::Http => {
-                let args = HttpArgs::from_attribute(attr)?;
-                Ok(args.registration(&handler_closure(f)?, &default_name))
-            }
-            RouteKind::HttpError => {
-                let args = HttpErrorArgs::from_attribute(attr)?;
-                Ok(args.registration(&handler_closure(f)?))
-            }
-            RouteKind::WebSocket => {
-                let args = WebSocketArgs::from_attribute(attr)?;
-                check_websocket_handler(f)?;
-                let closure = handler_closure(f)?;
-                Ok(args.registration(&closure, &default_name, &self.static_methods))
-            }
-            RouteKind::Schedule => {
-                let args = ScheduleArgs::from_attribute(attr)?;
-                let closure = handler_closure(f)?;
-                if let Some(name) = args.known_name(&method_name) {
-                    if let Some((_, other)) = self.schedule_names.iter().find(|(n, _)| *n == name) {
-                        let holder = if *other == *method {
-                            "another `#[schedule]` of this method".to_owned()
-                        } else {
-                            format!("the `#[schedule]` of `{other}`")
-                        };
-                        return Err(syn::Error::new_spanned(
-                            attr,
-                            format!(
-                                "{holder} already has the route name \"{name}\" (a schedule is named after its method by default); \
-                                 schedule names are unique per service, so name this one: `#[schedule(.., name = \"{method_name}_2\")]`"
-                            ),
-                        ));
-                    }
-                    self.schedule_names.push((name, method.clone()));
-                }
-                Ok(args.registration(&closure, &default_name))
             }
         }
     }
@@ -470,26 +410,6 @@ fn routes_method(attr: &Attribute, f: &ImplItemFn) -> syn::Result<TokenStream> {
     Ok(quote!(self.#ident(__kumi_router);))
 }
 
-/// A websocket handler gets the service and the session: `(&self, Session)`,
-/// `(self: Arc<Self>, Session)` or, without a receiver, `(Arc<Self>, Session)`.
-fn check_websocket_handler(f: &ImplItemFn) -> syn::Result<()> {
-    if f.sig.inputs.len() == 2 {
-        return Ok(());
-    }
-    let ident = &f.sig.ident;
-    let example = if f.sig.receiver().is_some() {
-        format!("`async fn {ident}(&self, session: kumi::websocket::Session)`")
-    } else {
-        format!("`async fn {ident}(this: Arc<Self>, session: kumi::websocket::Session)`")
-    };
-    let message = format!("a `#[websocket]` handler takes the service and the session: {example}");
-    Err(if f.sig.inputs.is_empty() {
-        syn::Error::new(ident.span(), message)
-    } else {
-        syn::Error::new_spanned(&f.sig.inputs, message)
-    })
-}
-
 fn not_a_method(attrs: &[Attribute], errors: &mut Errors) {
     for attr in attrs {
         if let Some(kind) = KumiAttr::of(attr) {
@@ -507,74 +427,6 @@ fn not_a_method(attrs: &[Attribute], errors: &mut Errors) {
             ));
         }
     }
-}
-
-/// `router.subscribe(topic, |this, args..| async move { this.method(args..).await }).name(..)..;`
-fn bus_route(kind: RouteKind, attr: &Attribute, f: &ImplItemFn) -> syn::Result<TokenStream> {
-    let args = RouteArgs::from_attribute(attr)?;
-    let closure = handler_closure(f)?;
-    let method = &f.sig.ident;
-    let register = format_ident!("{}", kind.name(), span = method.span());
-    let topic = &args.topic;
-    let calls = args.builder_calls(&lit_str(&method.unraw().to_string(), method.span()));
-    Ok(quote! {
-        __kumi_router.#register(#topic, #closure) #calls;
-    })
-}
-
-/// A closure calling the method, with one fresh, typed parameter per method argument (the
-/// method's own patterns, like `Data(order)`, stay in the method). Methods with a receiver get the
-/// service as an `Arc<Self>` extractor and are called with method syntax, which fits `&self`,
-/// `self: Arc<Self>` and `self: &Arc<Self>` alike.
-fn handler_closure(f: &ImplItemFn) -> syn::Result<TokenStream> {
-    let span = f.sig.ident.span();
-    let mut receiver = false;
-    let mut params = Vec::new();
-    let mut call_args = Vec::new();
-    for (i, input) in f.sig.inputs.iter().enumerate() {
-        match input {
-            FnArg::Receiver(r) => {
-                check_handler_receiver(r)?;
-                receiver = true;
-            }
-            FnArg::Typed(arg) => {
-                if let Type::ImplTrait(_) = &*arg.ty {
-                    return Err(syn::Error::new_spanned(
-                        &arg.ty,
-                        "handler arguments need concrete types (extractors such as `Data<T>`), not `impl Trait`",
-                    ));
-                }
-                let ident = format_ident!("__kumi_arg{}", i, span = span);
-                let ty = &arg.ty;
-                params.push(quote_spanned!(span=> #ident: #ty));
-                call_args.push(ident);
-            }
-        }
-    }
-    let method = &f.sig.ident;
-    Ok(if receiver {
-        quote_spanned! {span=>
-            |__kumi_this: ::std::sync::Arc<Self>, #(#params),*| async move {
-                __kumi_this.#method(#(#call_args),*).await
-            }
-        }
-    } else {
-        quote_spanned! {span=>
-            |#(#params),*| async move { Self::#method(#(#call_args),*).await }
-        }
-    })
-}
-
-fn check_handler_receiver(r: &Receiver) -> syn::Result<()> {
-    let by_value = r.reference.is_none() && r.colon_token.is_none();
-    let mutable = matches!(&*r.ty, Type::Reference(t) if t.mutability.is_some());
-    if by_value || mutable {
-        return Err(syn::Error::new_spanned(
-            r,
-            "handlers share the service: take `&self` (with interior mutability for state) or `self: Arc<Self>`",
-        ));
-    }
-    Ok(())
 }
 
 /// The `Service` hook method calling `f`.
@@ -688,8 +540,17 @@ mod tests {
             "#[::kumi::async_trait]impl::kumi::ServiceforOrders{",
             "fnname(&self)->&str{\"orders\"}",
             "fnversion(&self)->&str{\"1.2.0\"}",
-            "__kumi_router.subscribe(\"orders.created\",|__kumi_this:::std::sync::Arc<Self>,__kumi_arg1:Data<Order>,__kumi_arg2:Context|asyncmove{__kumi_this.on_created(__kumi_arg1,__kumi_arg2).await}).name(\"on_created\").retries(3);",
+            "fnroutes(&self,__kumi_router:&mut::kumi::Router<Self>){#[allow(unused_imports)]use::kumi::__macro::router_ext::*;",
+            // Each route: its checks, then the router method named like the attribute.
+            "{::kumi::__route!(subscribe);#[allow(unused_imports)]use__kumi_route::scope::*;\
+             __kumi_route::argument(__kumi_router,::kumi::__macro::PhantomData::<Data<Order>>);\
+             __kumi_route::last_argument(__kumi_router,::kumi::__macro::PhantomData::<Context>);\
+             __kumi_route::output(__kumi_router,::kumi::__macro::PhantomData::<Result<(),HandlerError>>);\
+             __kumi_route::signature(__kumi_router,::kumi::__macro::PhantomData::<(::std::sync::Arc<Self>,Data<Order>,Context,)>);\
+             let_=||__kumi_route::future(Self::on_created(::kumi::__macro::value(),::kumi::__macro::value(),::kumi::__macro::value()));\
+             __kumi_router.subscribe(\"orders.created\",|__kumi_this:::std::sync::Arc<Self>,__kumi_arg1:Data<Order>,__kumi_arg2:Context|asyncmove{__kumi_this.on_created(__kumi_arg1,__kumi_arg2).await}).name(\"on_created\").retries(3);}",
             "__kumi_router.request(\"orders.get\",|__kumi_this:::std::sync::Arc<Self>,__kumi_arg1:Data<u64>|asyncmove{__kumi_this.get(__kumi_arg1).await}).name(\"get\");",
+            "__kumi_route::last_argument(__kumi_router,::kumi::__macro::PhantomData::<Data<u64>>);__kumi_route::signature(__kumi_router,::kumi::__macro::PhantomData::<(Data<u64>,)>);",
             "__kumi_router.subscribe(\"ping\",|__kumi_arg0:Data<u64>|asyncmove{Self::ping(__kumi_arg0).await}).name(\"ping\");",
             "asyncfnstarting(&self,__kumi_client:&::kumi::Client)->::std::result::Result<(),::kumi::BoxError>{::std::result::Result::map_err(self.warm_up(__kumi_client).await,::std::convert::Into::into)}",
             "asyncfnstopped(&self)->::std::result::Result<(),::kumi::BoxError>{self.gone().await;::std::result::Result::Ok(())}",
@@ -711,7 +572,7 @@ mod tests {
             quote!(name = "s"),
             quote! {
                 impl S {
-                    #[subscribe("t", option = Durable::new(), layer = Tag, option = Other)]
+                    #[subscribe("t", option = Durable::new(), layer = Tag, option = Other, backoff = ("1s", "30s"), broadcast)]
                     async fn f(&self) {}
                     #[routes]
                     fn more(&self, router: &mut kumi::Router<Self>) {}
@@ -719,7 +580,8 @@ mod tests {
             },
         ));
         for expected in [
-            ".name(\"f\").option(Durable::new()).option(Other).layer(Tag);",
+            // Options in the order written; a tuple value is the call's arguments.
+            ".name(\"f\").option(Durable::new()).layer(Tag).option(Other).backoff(\"1s\",\"30s\").broadcast();",
             "fnroutes(&self,__kumi_router:&mut::kumi::Router<Self>){",
             "self.more(__kumi_router);}",
             "fnmore(&self,router:&mutkumi::Router<Self>){}",
@@ -774,33 +636,8 @@ mod tests {
             ),
             (
                 quote!(),
-                quote!(impl S { #[subscribe] async fn f(&self) {} }),
-                "missing topic",
-            ),
-            (
-                quote!(),
-                quote!(impl S { #[subscribe("t", group = "g", broadcast)] async fn f(&self) {} }),
-                "cannot be combined",
-            ),
-            (
-                quote!(),
-                quote!(impl S { #[subscribe("t", retry = 1)] async fn f(&self) {} }),
-                "the known options are",
-            ),
-            (
-                quote!(),
-                quote!(impl S { #[subscribe("t", timeout = "5y")] async fn f(&self) {} }),
-                "invalid duration",
-            ),
-            (
-                quote!(),
                 quote!(impl S { #[starting] async fn a(&self) {} #[starting] async fn b(&self) {} }),
                 "duplicate `#[starting]` hook: `a` is already",
-            ),
-            (
-                quote!(),
-                quote!(impl S { #[subscribe("t", option = "durable")] async fn f(&self) {} }),
-                "`option` takes a Rust value, not a literal",
             ),
             (
                 quote!(),
@@ -853,7 +690,7 @@ mod tests {
             (
                 quote!(),
                 quote!(impl S { #[subscribe("t")] #[starting] async fn f(&self) {} }),
-                "not both",
+                "a method is either a route handler (`#[subscribe]`) or a lifecycle hook (`#[starting]`), not both",
             ),
             (
                 quote!(),
@@ -901,67 +738,77 @@ mod tests {
             quote!(),
             quote! {
                 impl S {
-                    #[subscribe("t", retry = 1)] async fn a(&self) {}
-                    #[request] async fn b(&self) {}
+                    #[subscribe("t")] fn a(&self) {}
+                    #[request("u")] async fn b(&mut self) {}
                 }
             },
         );
-        assert!(out.contains("unknown route option `retry`"));
-        assert!(out.contains("missing topic"));
+        assert!(out.contains("`#[subscribe]` methods must be `async fn`"));
+        assert!(out.contains("handlers share the service"));
         assert!(squash(&out).contains("impl::kumi::ServiceforS{fnname(&self)->&str{\"s\"}fnroutes(&self,_:&mut::kumi::Router<Self>){}}"));
     }
 
     #[test]
-    fn expands_transport_routes() {
+    fn any_attribute_is_a_router_method() {
         let out = squash(&ok(
             quote!(name = "shop"),
             quote! {
                 impl Shop {
                     #[http(GET, "/orders/{id}")]
                     #[http(PUT, "/orders/{id}", name = "put_order", layer = Tag)]
+                    #[doc = "kept"]
+                    #[tracing::instrument]
+                    #[allow(unused)]
                     async fn get_order(&self, Path(id): Path<u64>) -> Json<u64> { Json(id) }
                     #[http_error(404)]
                     async fn not_found(info: ErrorInfo) -> String { String::new() }
-                    #[websocket("/ws", ping_interval = "20s", on_connect = joined, on_close = left)]
+                    #[websocket("/ws", ping_interval = "20s", on_connect = joined, on_close = left, send_queue = QUEUE)]
                     async fn chat(self: Arc<Self>, session: Session) {}
                     async fn joined(&self, sender: SessionSender) {}
                     async fn left(this: Arc<Self>, closed: SessionClosed) {}
-                    #[schedule(interval = "10s", immediately)]
-                    #[schedule(cron = "0 0 * * *", tz = "Europe/Stockholm", name = "nightly")]
+                    fn plain(&self) {}
+                    #[schedule("10s", immediately)]
+                    #[schedule("0 0 * * *", tz = "Europe/Stockholm", name = "nightly", on_skip = plain)]
                     #[subscribe("ticks")]
+                    #[my_own_trigger]
                     async fn tick(self: Arc<Self>) {}
                 }
             },
         ));
         for expected in [
-            "fnroutes(&self,__kumi_router:&mut::kumi::Router<Self>){",
-            "<::kumi::Router<Self>as::kumi::http::HttpRouterExt<Self>>::http(__kumi_router,::kumi::http::Method::GET,\"/orders/{id}\",|__kumi_this:::std::sync::Arc<Self>,__kumi_arg1:Path<u64>|asyncmove{__kumi_this.get_order(__kumi_arg1).await},).name(\"get_order\");",
-            "::kumi::http::Method::PUT,\"/orders/{id}\",|__kumi_this:::std::sync::Arc<Self>,__kumi_arg1:Path<u64>|asyncmove{__kumi_this.get_order(__kumi_arg1).await},).name(\"put_order\").layer(Tag);",
-            "<::kumi::Router<Self>as::kumi::http::HttpRouterExt<Self>>::http_error(__kumi_router,{const__KUMI_STATUS:::kumi::http::StatusCode=match::kumi::http::StatusCode::from_u16(404u16){",
-            "__KUMI_STATUS},|__kumi_arg0:ErrorInfo|asyncmove{Self::not_found(__kumi_arg0).await},);",
-            "<::kumi::Router<Self>as::kumi::websocket::WebSocketRouterExt<Self>>::websocket(__kumi_router,\"/ws\",|__kumi_this:::std::sync::Arc<Self>,__kumi_arg1:Session|asyncmove{__kumi_this.chat(__kumi_arg1).await},).name(\"chat\").ping_interval(::std::time::Duration::from_millis(20000u64))",
-            ".on_connect(|__kumi_this:::std::sync::Arc<Self>,__kumi_arg:::kumi::websocket::SessionSender|asyncmove{__kumi_this.joined(__kumi_arg).await})",
-            // `left` has no receiver: called as an associated function.
-            ".on_close(|__kumi_this:::std::sync::Arc<Self>,__kumi_arg:::kumi::websocket::SessionClosed|asyncmove{Self::left(__kumi_this,__kumi_arg).await});",
-            "<::kumi::Router<Self>as::kumi::schedule::ScheduleExt<Self>>::schedule(__kumi_router,::kumi::schedule::Trigger::parse_interval(\"10s\"),|__kumi_this:::std::sync::Arc<Self>,|asyncmove{__kumi_this.tick().await},).name(\"tick\").immediately();",
-            "::schedule(__kumi_router,::kumi::schedule::Trigger::cron(\"0 0 * * *\"),|__kumi_this:::std::sync::Arc<Self>,|asyncmove{__kumi_this.tick().await},).name(\"nightly\").timezone(\"Europe/Stockholm\");",
+            "{::kumi::__route!(http);#[allow(unused_imports)]use__kumi_route::scope::*;\
+             __kumi_route::last_argument(__kumi_router,::kumi::__macro::PhantomData::<Path<u64>>);\
+             __kumi_route::output(__kumi_router,::kumi::__macro::PhantomData::<Json<u64>>);",
+            "__kumi_router.http(GET,\"/orders/{id}\",|__kumi_this:::std::sync::Arc<Self>,__kumi_arg1:Path<u64>|asyncmove{__kumi_this.get_order(__kumi_arg1).await}).name(\"get_order\");",
+            "__kumi_router.http(PUT,\"/orders/{id}\",|__kumi_this:::std::sync::Arc<Self>,__kumi_arg1:Path<u64>|asyncmove{__kumi_this.get_order(__kumi_arg1).await}).name(\"put_order\").layer(Tag);",
+            "__kumi_router.http_error(404,|__kumi_arg0:ErrorInfo|asyncmove{Self::not_found(__kumi_arg0).await}).name(\"not_found\");",
+            // A bare name of a sibling `async fn` is that method as a handler; of a plain fn, `Self::name`.
+            "__kumi_router.websocket(\"/ws\",|__kumi_this:::std::sync::Arc<Self>,__kumi_arg1:Session|asyncmove{__kumi_this.chat(__kumi_arg1).await}).name(\"chat\").ping_interval(\"20s\")\
+             .on_connect(|__kumi_this:::std::sync::Arc<Self>,__kumi_arg1:SessionSender|asyncmove{__kumi_this.joined(__kumi_arg1).await})\
+             .on_close(|__kumi_arg0:Arc<Self>,__kumi_arg1:SessionClosed|asyncmove{Self::left(__kumi_arg0,__kumi_arg1).await}).send_queue(QUEUE);",
+            "__kumi_router.schedule(\"10s\",|__kumi_this:::std::sync::Arc<Self>,|asyncmove{__kumi_this.tick().await}).name(\"tick\").immediately();",
+            "__kumi_router.schedule(\"0 0 * * *\",|__kumi_this:::std::sync::Arc<Self>,|asyncmove{__kumi_this.tick().await}).tz(\"Europe/Stockholm\").name(\"nightly\").on_skip(Self::plain);",
             "__kumi_router.subscribe(\"ticks\",|__kumi_this:::std::sync::Arc<Self>,|asyncmove{__kumi_this.tick().await}).name(\"tick\");",
+            // An attribute the facade has no checks for still calls the router method of its name.
+            "{::kumi::__route!(my_own_trigger);",
+            "__kumi_router.my_own_trigger(|__kumi_this:::std::sync::Arc<Self>,|asyncmove{__kumi_this.tick().await}).name(\"tick\");",
+            // Built-in and path attributes stay on the method.
+            "#[doc=\"kept\"]#[tracing::instrument]#[allow(unused)]asyncfnget_order",
         ] {
             assert!(out.contains(&squash(expected)), "missing {expected}\nin {out}");
         }
         // Routes are registered in the order of the attributes.
-        let http = out.find("::http(__kumi_router").unwrap();
-        let error = out.find("::http_error(").unwrap();
-        let ws = out.find("::websocket(__kumi_router").unwrap();
-        let schedule = out.find("::schedule(__kumi_router").unwrap();
-        let subscribe = out.find("__kumi_router.subscribe").unwrap();
-        assert!(http < error && error < ws && ws < schedule && schedule < subscribe);
+        let at = |needle: &str| out.find(needle).unwrap_or_else(|| panic!("no {needle}"));
+        assert!(at("__kumi_router.http(GET") < at("__kumi_router.http(PUT"));
+        assert!(at("__kumi_router.http(PUT") < at("__kumi_router.http_error("));
+        assert!(at("__kumi_router.websocket(") < at("__kumi_router.schedule(\"10s\""));
+        assert!(at("__kumi_router.schedule(\"0") < at("__kumi_router.subscribe("));
         for attr in [
             "#[http",
-            "#[http_error",
             "#[websocket",
             "#[schedule",
             "#[subscribe",
+            "#[my_own",
         ] {
             assert!(!out.contains(attr), "{attr} left in {out}");
         }
@@ -970,55 +817,28 @@ mod tests {
     }
 
     #[test]
+    fn cfg_carries_over_and_impl_trait_returns_are_not_checked() {
+        let out = squash(&ok(
+            quote!(),
+            quote! {
+                impl S {
+                    #[cfg(feature = "x")]
+                    #[subscribe("t")]
+                    async fn f(&self) -> impl Sized {}
+                }
+            },
+        ));
+        assert!(
+            out.contains("#[cfg(feature=\"x\")]{::kumi::__route!(subscribe);"),
+            "{out}"
+        );
+        // No return type check for an `impl Trait` return type.
+        assert!(!out.contains("__kumi_route::output"), "{out}");
+    }
+
+    #[test]
     fn transport_error_messages() {
         let cases: Vec<(TokenStream, &str)> = vec![
-            (
-                quote!(impl S { #[http(FETCH, "/x")] async fn f(&self) {} }),
-                "unknown HTTP method `FETCH`",
-            ),
-            (
-                quote!(impl S { #[http(GET, "/x/:id")] async fn f(&self) {} }),
-                "since axum 0.8: \\\"/x/{id}\\\"",
-            ),
-            (
-                quote!(impl S { #[http_error(302)] async fn f(&self) {} }),
-                "400 to 599",
-            ),
-            (
-                quote!(impl S { #[websocket("/ws", on_open = x)] async fn f(&self, s: Session) {} }),
-                "unknown `#[websocket]` option `on_open`; the known options are",
-            ),
-            (
-                quote!(impl S { #[websocket("/ws")] async fn f(&self) {} }),
-                "a `#[websocket]` handler takes the service and the session: `async fn f(&self, session: kumi::websocket::Session)`",
-            ),
-            (
-                quote!(impl S { #[websocket("/ws")] async fn f(s: Session) {} }),
-                "`async fn f(this: Arc<Self>, session: kumi::websocket::Session)`",
-            ),
-            (
-                quote!(impl S { #[websocket("/ws")] async fn f() {} }),
-                "a `#[websocket]` handler takes the service and the session",
-            ),
-            (
-                quote!(impl S { #[websocket("/ws")] async fn f(&self, s: Session, x: u8) {} }),
-                "a `#[websocket]` handler takes the service and the session",
-            ),
-            (
-                quote!(impl S { #[schedule(interval = "1s", daily = "08:00")] async fn f(&self) {} }),
-                "exactly one trigger",
-            ),
-            (
-                quote!(impl S { #[schedule("hourly")] #[schedule("daily")] async fn tick(&self) {} }),
-                "another `#[schedule]` of this method already has the route name \\\"tick\\\"",
-            ),
-            (
-                quote!(impl S {
-                    #[schedule("hourly", name = "b")] async fn a(&self) {}
-                    #[schedule("daily")] async fn b(&self) {}
-                }),
-                "the `#[schedule]` of `a` already has the route name \\\"b\\\"",
-            ),
             (
                 quote!(impl S { #[schedule("hourly")] fn f(&self) {} }),
                 "`#[schedule]` methods must be `async fn`",
@@ -1033,7 +853,19 @@ mod tests {
             ),
             (
                 quote!(impl S { #[schedule("hourly")] #[started] async fn f(&self) {} }),
-                "(`#[subscribe]`, `#[request]`, `#[http]`, `#[http_error]`, `#[websocket]`, `#[schedule]`) or a lifecycle hook, not both",
+                "a method is either a route handler (`#[schedule]`) or a lifecycle hook (`#[started]`), not both",
+            ),
+            (
+                quote!(impl S { #[http(GET, "/", retries = 3, "/late")] async fn f(&self) {} }),
+                "positional arguments come first",
+            ),
+            (
+                quote!(impl S { #[websocket = "/ws"] async fn f(&self) {} }),
+                "write the arguments of a route attribute in parentheses: `#[websocket(..)]`",
+            ),
+            (
+                quote!(impl S { #[subscribe("t")] async fn f(&self, a: impl Sized) {} }),
+                "not `impl Trait`",
             ),
         ];
         for (input, message) in cases {
@@ -1046,28 +878,5 @@ mod tests {
                 assert!(!out.contains(attr), "{attr} survived in {out}");
             }
         }
-    }
-
-    #[test]
-    fn several_schedules_with_names_are_fine() {
-        let out = squash(&ok(
-            quote!(),
-            quote! {
-                impl S {
-                    #[schedule("hourly")]
-                    #[schedule("daily", name = "daily_tick")]
-                    #[schedule("weekly", name = NAME)]
-                    #[schedule("monthly", name = NAME)]
-                    async fn tick(&self) {}
-                    #[schedule("hourly", name = "other")]
-                    async fn other_method(&self) {}
-                }
-            },
-        ));
-        assert_eq!(
-            out.matches("::kumi::schedule::ScheduleExt<Self>>::schedule(")
-                .count(),
-            5
-        );
     }
 }

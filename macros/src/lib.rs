@@ -1,9 +1,13 @@
 //! # kumi-macros
 //!
 //! The `#[kumi::service]` attribute macro. It is sugar only: it turns an inherent `impl` block
-//! whose methods carry route attributes (`#[subscribe(..)]`, `#[request(..)]`, `#[http(..)]`,
-//! `#[http_error(..)]`, `#[websocket(..)]`, `#[schedule(..)]`) and lifecycle attributes into the
-//! [`kumi::Service`] impl you could write by hand, and leaves the methods as they are.
+//! whose methods carry route attributes (`#[subscribe(..)]`, `#[http(..)]`, `#[schedule(..)]`,
+//! ...) and lifecycle attributes into the [`kumi::Service`] impl you could write by hand, and
+//! leaves the methods as they are.
+//!
+//! It knows no transport: a route attribute `#[NAME(..)]` becomes a call of the router method
+//! `NAME` and of the builder methods its options name, so the transport crate that defines them
+//! checks the arguments, once, and a new transport needs no change here.
 //!
 //! Use it through the `kumi` crate (`kumi::service`, also in `kumi::prelude`); the generated code
 //! names `::kumi`, so this crate is not meant to be used on its own.
@@ -11,8 +15,8 @@
 //! [`kumi::Service`]: https://docs.rs/kumi/latest/kumi/trait.Service.html
 
 mod expand;
-mod options;
-mod transports;
+mod route;
+mod service;
 
 use proc_macro::TokenStream;
 
@@ -52,14 +56,15 @@ use proc_macro::TokenStream;
 ///     fn name(&self) -> &str { "orders" }
 ///     fn version(&self) -> &str { "1.2.0" }
 ///     fn routes(&self, router: &mut kumi::Router<Self>) {
+///         use kumi::__macro::router_ext::*; // the router extension traits of kumi::prelude
 ///         router
 ///             .subscribe("orders.created", |this: Arc<Self>, a1: Data<Order>, a2: Context| async move {
 ///                 this.on_created(a1, a2).await
 ///             })
 ///             .name("on_created")
-///             .concurrency(8)
 ///             .retries(3)
-///             .timeout(Duration::from_millis(5000));
+///             .concurrency(8)
+///             .timeout("5s");
 ///         router.subscribe("audit.>", /* ... */).name("audit").broadcast();
 ///         router.request("orders.get", /* ... */).name("get");
 ///     }
@@ -69,8 +74,95 @@ use proc_macro::TokenStream;
 /// }
 /// ```
 ///
-/// The transport attributes register HTTP routes, error handlers, websocket endpoints and
-/// schedules the same way:
+/// # Route attributes
+///
+/// `#[NAME(positional.., key = value, flag, ..)]` on a method registers it with the router method
+/// `NAME`:
+///
+/// ```text
+/// router.NAME(positional.., <closure calling the method>).name("method").key(value).flag();
+/// ```
+///
+/// - **Positional arguments** come first and are passed as written, before the handler: the
+///   topic of `#[subscribe("orders.created")]`, the method and path of `#[http(GET, "/x")]`, the
+///   trigger of `#[schedule("hourly")]`. Any expression works (a constant, `self.topic()`).
+/// - **`key = value`** calls the route builder method `key` with `value`, in the order written
+///   (so an option may be repeated: `layer = a, layer = b`). A tuple is the call's arguments:
+///   `backoff = ("1s", "30s")` is `.backoff("1s", "30s")`. A bare name of a method of the same
+///   impl block is that method: an `async fn` as a closure taking the service first, like a
+///   handler (`on_connect = joined`), a plain `fn` as `Self::name`.
+/// - **A bare lower-case name** (`broadcast`, `immediately`) calls that builder method without
+///   arguments. Upper-case and camel-case names (`GET`, `TOPIC`, `Raw`) are values; to pass a
+///   value named in lower case, write it in parentheses: `(topic)`.
+/// - The route is named after the method (`.name("method")`) unless the attribute says
+///   `name = ..`; every kumi route builder has `name`.
+///
+/// So the options of an attribute are exactly the builder methods of its transport, each with
+/// its own documentation and checks: a misspelled option is rustc's "no method named
+/// `concurency` found ... a method with a similar name exists: `concurrency`", pointing at the
+/// option; a value of the wrong type is a type error at the value; a value that can only be
+/// checked at run time (a cron expression, a duration string such as `"5s"`, a status number)
+/// fails the service's start with an error naming the service and the route. The kumi builders:
+///
+/// | attribute | router method | builder (options) |
+/// |---|---|---|
+/// | `#[subscribe(topic, ..)]`, `#[request(topic, ..)]` | `Router::subscribe`, `Router::request` | `RouteBuilder`: `group`, `broadcast`, `concurrency`, `retries`, `backoff = ("1s", "30s")`, `envelope`, `dead_letter` / `dead_letter_topic`, `timeout = "5s"`, `option`, `layer`, `retry_policy` |
+/// | `#[http(GET, "/orders/{id}", ..)]` | `HttpRouterExt::http` (the method is `GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `HEAD` or `OPTIONS`) | `HttpRoute`: `layer`, `protocol` |
+/// | `#[http_error(404)]` | `HttpRouterExt::http_error` (400 to 599) | `HttpErrorRoute` |
+/// | `#[websocket("/ws/{room}", ..)]` | `WebSocketRouterExt::websocket` | `WebSocketRoute`: `max_message_size`, `ping_interval = "20s"`, `pong_timeout`, `close_timeout`, `send_queue`, `recv_queue`, `on_connect = method`, `on_close = method`, `layer` |
+/// | `#[schedule("*/5 * * * *", ..)]` | `ScheduleExt::schedule` (any trigger: `"10s"`, `"hourly"`, `"08:30"`, a cron expression, a timestamp, `Every::seconds(10)`, a `Duration`) | `ScheduleBuilder`: `timezone` / `tz`, `immediately`, `concurrency`, `timeout = "30s"` |
+///
+/// A method may carry several route attributes of any kinds (each registers its own route with
+/// the same handler, in the order of the attributes), as long as its arguments are extractors
+/// for each of them. The extension traits come from `kumi::prelude`, so the `http`, `websocket`
+/// and `schedule` features of `kumi` (on by default) must be on for their attributes; the
+/// service needs the matching transport at run time (`kumi::runner()` adds them).
+///
+/// **Which attributes are route attributes.** Every attribute of a method named by a single
+/// identifier, except the lifecycle attributes below and Rust's built-in attributes (`doc`,
+/// `cfg`, `cfg_attr`, `allow`, `warn`, `deny`, `forbid`, `expect`, `deprecated`, `must_use`,
+/// `inline`, `cold`, `track_caller`, `target_feature`, ...), which stay on the method. An
+/// attribute written as a path (`#[tracing::instrument]`, `#[rustfmt::skip]`) is left alone too:
+/// write other crates' attribute macros that way. A route method's `#[cfg(..)]` also applies to
+/// its registration.
+///
+/// **Handlers.** The method must be an `async fn` without type parameters. The receiver may be
+/// `&self` or `self: Arc<Self>` (the handler gets the service as an `Arc<Self>` extractor);
+/// methods without a receiver work too. Every other argument is an extractor of the transport;
+/// argument patterns such as `Data(order)` are fine.
+///
+/// **Checks.** Before the registration, the expansion asks `kumi::__macro::NAME` (the facade's
+/// checks for attribute `NAME`, if it has any) about each argument, the return type, the
+/// parameters as a whole and the future, each call spanned at what it checks. So a bus handler
+/// argument `g: Greeting` is reported at `Greeting` as "not a message extractor ... write
+/// `Data<Greeting>`", an HTTP handler gets what `#[axum::debug_handler]` would say (an argument
+/// that is no extractor, a body extractor before the last argument, a return type that is not
+/// `IntoResponse`, a future that is not `Send`), and a websocket handler that does not take the
+/// session is told so.
+///
+/// # `#[service(..)]` options
+///
+/// | option | default |
+/// |---|---|
+/// | `name = "orders"` | the type name in kebab case (`OrderService` → `"order-service"`) |
+/// | `version = "1.2.0"` | the trait default, `"0.0.0"` |
+///
+/// # Anything else: a `#[routes]` method
+///
+/// One plain (not async) method `fn name(&self, router: &mut kumi::Router<Self>)` marked
+/// `#[routes]` is called after the attributed routes are registered. It can do whatever a
+/// hand-written `Service::routes` does: service-wide layers (`router.layer(..)`) and options
+/// (`router.option(..)`), routes built from configuration at run time.
+///
+/// ```text
+/// #[routes]
+/// fn service_wide(&self, router: &mut kumi::Router<Self>) {
+///     router.layer(ConcurrencyLimitLayer::new(64));
+///     router.option(kumi::nats::Endpoint::new().queue_group("workers"));
+/// }
+/// ```
+///
+/// # Transport routes
 ///
 /// ```text
 /// use kumi::http::{ErrorInfo, HttpError, Json, Path};
@@ -89,148 +181,14 @@ use proc_macro::TokenStream;
 ///
 ///     async fn joined(&self, sender: SessionSender) -> Result<(), String> { /* ... */ }
 ///
-///     #[schedule(interval = "10s", immediately)]
-///     #[schedule(cron = "0 30 8 * * MON-FRI", tz = "Europe/Stockholm", name = "morning")]
+///     #[schedule("10s", immediately)]
+///     #[schedule("0 30 8 * * MON-FRI", tz = "Europe/Stockholm", name = "morning")]
 ///     async fn tick(&self, ctx: Context) -> Result<(), HandlerError> { /* ... */ }
 /// }
 /// ```
 ///
-/// # `#[service(..)]` options
-///
-/// | option | default |
-/// |---|---|
-/// | `name = "orders"` | the type name in kebab case (`OrderService` → `"order-service"`) |
-/// | `version = "1.2.0"` | the trait default, `"0.0.0"` |
-///
-/// # Bus routes: `#[subscribe(topic, ..)]` and `#[request(topic, ..)]`
-///
-/// The first argument is the topic pattern (a string literal or any `&str` expression). The
-/// method must be an `async fn`; it is a handler like any other: every argument is an extractor
-/// (`Data<T>`, `Context`, `Topic`, `Arc<Self>`...), argument patterns such as `Data(order)` are
-/// fine. The receiver may be `&self` or `self: Arc<Self>` (both get the service from the route);
-/// methods without a receiver work too. A method may carry several route attributes.
-///
-/// | option | `RouteBuilder` call |
-/// |---|---|
-/// | `name = "created"` | `.name(..)`; the default is the method name |
-/// | `group = "billing"` | `.group(..)`; not with `broadcast` |
-/// | `broadcast` | `.broadcast()` |
-/// | `concurrency = 8` | `.concurrency(8)`; at least 1 |
-/// | `retries = 3` | `.retries(3)` |
-/// | `envelope = kumi::envelope::Raw` | `.envelope(..)`, any envelope expression |
-/// | `dead_letter = "orders.failed"` | `.dead_letter_topic(..)` |
-/// | `timeout = "5s"` | `.timeout(..)`: `ms`, `s`, `m`, `h` or sums (`"1m30s"`), checked at compile time; a non-literal expression is passed as a `Duration` |
-/// | `option = expr` | `.option(expr)`: a transport option, e.g. `option = kumi::nats::JetStream::durable()`; may be repeated |
-/// | `layer = expr` | `.layer(expr)`: a tower layer around this route; may be repeated |
-///
-/// # Anything else: a `#[routes]` method
-///
-/// One plain (not async) method `fn name(&self, router: &mut kumi::Router<Self>)` marked
-/// `#[routes]` is called after the attributed routes are registered. It can do whatever a
-/// hand-written `Service::routes` does: service-wide layers (`router.layer(..)`) and options
-/// (`router.option(..)`), routes built from configuration at runtime.
-///
-/// ```text
-/// #[routes]
-/// fn service_wide(&self, router: &mut kumi::Router<Self>) {
-///     router.layer(ConcurrencyLimitLayer::new(64));
-///     router.option(kumi::nats::Endpoint::new().queue_group("workers"));
-/// }
-/// ```
-///
-/// # HTTP routes: `#[http(METHOD, "/path", ..)]`
-///
-/// The method is one of `GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `HEAD`, `OPTIONS`; the path is a
-/// string literal starting with `/` in axum 0.8 syntax (`/orders/{id}`, `/files/{*rest}`; the
-/// axum 0.7 forms `:id` and `*rest` are compile errors with the corrected path). The method is
-/// an axum handler on the service's state: any axum extractor, `kumi::http::BusContext`, and
-/// the service (`&self`, `self: Arc<Self>`, or an `Arc<Self>` argument). It expands to
-///
-/// ```text
-/// <kumi::Router<Self> as kumi::http::HttpRouterExt<Self>>::http(
-///     router, kumi::http::Method::GET, "/orders/{id}", |this: Arc<Self>, a1: Path<u64>| async move {
-///         this.get_order(a1).await
-///     },
-/// ).name("get_order");
-/// ```
-///
-/// | option | `HttpRoute` call |
-/// |---|---|
-/// | `name = "orders"` | `.name(..)`; the default is the method name |
-/// | `layer = expr` | `.layer(expr)`: a tower layer around this route only |
-///
-/// # HTTP error handlers: `#[http_error(404)]`
-///
-/// The status is an integer literal from 400 to 599. The method produces the response for that
-/// status on the whole HTTP server (see `kumi::http::errors`), with the same arguments as an
-/// HTTP route plus `kumi::http::ErrorInfo`: `HttpRouterExt::http_error(router, STATUS, ..)`. It
-/// has no options.
-///
-/// # Websocket endpoints: `#[websocket("/path", ..)]`
-///
-/// The path is as for `#[http]`. The method runs once per connection and takes the service and
-/// the session: `async fn chat(&self, session: kumi::websocket::Session)` (or
-/// `self: Arc<Self>`, or `this: Arc<Self>` without a receiver); it returns `()` or
-/// `Result<(), E: Display>`. It expands to
-/// `<kumi::Router<Self> as kumi::websocket::WebSocketRouterExt<Self>>::websocket(router, "/path", ..)`
-/// and:
-///
-/// | option | `WebSocketRoute` call |
-/// |---|---|
-/// | `name = "chat"` | `.name(..)`; the default is the method name |
-/// | `max_message_size = 65536` | `.max_message_size(..)` in bytes; at least 1 |
-/// | `ping_interval = "20s"` | `.ping_interval(..)` |
-/// | `pong_timeout = "20s"` | `.pong_timeout(..)` |
-/// | `close_timeout = "2s"` | `.close_timeout(..)` |
-/// | `send_queue = 256` | `.send_queue(..)`; at least 1 |
-/// | `recv_queue = 32` | `.recv_queue(..)`; at least 1 |
-/// | `on_connect = joined` | `.on_connect(..)` calling the service's method `joined(sender: kumi::websocket::SessionSender)`, which returns `()` or `Result<(), E: Display>` (an `Err` refuses the session) |
-/// | `on_close = left` | `.on_close(..)` calling the service's method `left(closed: kumi::websocket::SessionClosed)`, which returns `()` |
-/// | `layer = expr` | `.layer(expr)` around the upgrade request |
-///
-/// Durations are checked at compile time as for `timeout`. A hook method may take `&self`,
-/// `self: Arc<Self>`, or (without a receiver) `this: Arc<Self>` first; any other expression
-/// (`on_connect = Self::joined`, a closure) is passed to the builder as it is.
-///
-/// # Schedules: `#[schedule(..)]`
-///
-/// Exactly one trigger per attribute; the method is a scheduled handler (arguments:
-/// `Arc<Self>`/`&self`, `kumi::Context`, `kumi::Client`, `kumi::schedule::ScheduledTime`,
-/// `kumi::schedule::Tick`). It expands to
-/// `<kumi::Router<Self> as kumi::schedule::ScheduleExt<Self>>::schedule(router, TRIGGER, ..)`
-/// with:
-///
-/// | trigger | `TRIGGER` |
-/// |---|---|
-/// | `interval = "10s"` | `Trigger::parse_interval("10s")`; the duration grammar of `timeout`, optionally after `every `, checked at compile time |
-/// | `interval = 10` | `Duration::from_secs(10)`; at least 1 |
-/// | `interval = expr` | `expr` as it is (a `Duration`, say) |
-/// | `cron = "*/5 * * * * *"` | `Trigger::cron(..)`: 5 fields, 6 with seconds first, 7 with a year, or an `@nickname` |
-/// | `daily = "08:30"` | `Trigger::daily_at(..)`: `HH:MM` or `HH:MM:SS` |
-/// | `at = "2026-12-01T08:00:00Z"` | `Trigger::timestamp(..)`: a one-shot time, with or without an offset |
-/// | `"hourly"` (first, bare) | passed as it is: any form of `Trigger::parse` (`"weekdays"`, `"@daily"`, `"*/5 * * * *"`, `"10s"`), or any trigger expression |
-///
-/// | option | `ScheduleBuilder` call |
-/// |---|---|
-/// | `name = "tick"` | `.name(..)`; the default is the method name |
-/// | `tz = "Europe/Stockholm"` or `timezone = ..` | `.timezone(..)`; the default is UTC |
-/// | `immediately` | `.immediately()`: also run once at start |
-/// | `concurrency = 2` | `.concurrency(2)`; at least 1 (default 1: a due run is skipped while the previous one goes on) |
-/// | `timeout = "30s"` | `.timeout(..)` |
-///
-/// Schedule names are unique per service: a method with several `#[schedule]` attributes names
-/// all but one of them (`name = ".."`); a clash of names known at compile time is a compile
-/// error.
-///
-/// # Combining attributes
-///
-/// A method may carry any number of route attributes of any kinds (each registers its own
-/// route with the same handler, in the order of the attributes), as long as its arguments are
-/// extractors for each of them: `async fn check(self: Arc<Self>)` can be a bus route, an HTTP
-/// route and a schedule at once. Route attributes and lifecycle hooks do not mix. The generated
-/// code names `kumi::http`, `kumi::websocket` and `kumi::schedule`, so the `http`, `websocket`
-/// and `schedule` features of `kumi` (all on by default) must be on for the attributes that use
-/// them; the service needs the matching transport at run time (`kumi::runner()` adds them).
+/// A schedule's route name is unique per service: a method with several `#[schedule]`
+/// attributes names all but one of them (`name = ".."`), or the service fails to start.
 ///
 /// # Lifecycle hooks
 ///
@@ -239,16 +197,14 @@ use proc_macro::TokenStream;
 /// takes nothing else. A hook returns `()` or `Result<(), E>` with `E: Into<kumi::BoxError>`; an
 /// error from `starting` or `started` aborts startup.
 ///
-/// # Errors
+/// # Errors this macro reports
 ///
-/// Misuse is a compile error pointing at the offending tokens: an unknown option (the message
-/// lists the known ones), a missing topic, `group` with `broadcast`, a bad duration, a non-`async`
-/// or `&mut self` handler, a duplicate hook, a kumi attribute on something other than a method,
-/// or `#[service]` on anything but an inherent `impl` block; and for the transport attributes an
-/// unknown HTTP method, a path not starting with `/` or in axum 0.7 syntax, an error status
-/// outside 400–599, a websocket handler not taking the service and the session, a missing or
-/// second trigger, a malformed interval, cron expression, time of day or timestamp, and two
-/// schedules of a service with the same name.
+/// Its own misuse, pointing at the offending tokens: a non-`async`, generic, `&mut self` or
+/// `self` handler, an `impl Trait` argument, a positional argument after an option, a route
+/// attribute with `=`, a method that is both a route and a hook, a duplicate hook or `#[routes]`
+/// method, a kumi attribute on something other than a method, an unknown `#[service]` option,
+/// or `#[service]` on anything but an inherent `impl` block. Everything about a route's
+/// arguments and options is the transport's to say, as above.
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::expand(args.into(), input.into()).into()

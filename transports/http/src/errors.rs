@@ -178,8 +178,8 @@ pub(crate) struct ErrorHandlers {
 }
 
 impl ErrorHandlers {
-    /// Adds `service`'s handler for `status`; the name of the service that already has one if
-    /// taken.
+    /// Adds the handler named `service` (`service.handler`) for `status`; the name of the one
+    /// that already has the status if taken.
     pub(crate) fn insert(
         &mut self,
         status: StatusCode,

@@ -76,7 +76,7 @@ pub use errors::{ErrorInfo, HttpError};
 pub use extract::{BusContext, Json, Path, Query, CORRELATION_HEADERS};
 pub use health::HealthPaths;
 pub use listen::DEFAULT_ADDR;
-pub use routes::{HttpRoute, HttpRouterExt, Protocol};
+pub use routes::{HttpErrorRoute, HttpHandler, HttpRoute, HttpRouterExt, IntoStatus, Protocol};
 pub use server::{
     transport_from_config, HttpTransport, HttpTransportBuilder, DEFAULT_BODY_LIMIT,
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEADER_BYTES,

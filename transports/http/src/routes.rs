@@ -44,6 +44,17 @@ impl Protocol {
     }
 }
 
+/// An HTTP handler of service `S`: an axum [`Handler`] on the service's [`ServiceState`] (any
+/// such handler is one; this trait only gives the compile error kumi's words).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an HTTP handler of service `{S}`",
+    label = "not an HTTP handler",
+    note = "an HTTP handler is an `async fn` whose arguments are axum extractors (`Path<T>`, `Query<T>`, `HeaderMap`, `kumi::http::BusContext`, `Arc<Self>`..., and last at most one that reads the body: `Json<T>`, `String`, `Bytes`...), whose return type implements `IntoResponse`, and whose future is `Send`"
+)]
+pub trait HttpHandler<T, S>: Handler<T, ServiceState<S>> {}
+
+impl<H, T, S> HttpHandler<T, S> for H where H: Handler<T, ServiceState<S>> {}
+
 /// HTTP route builders on a service's [`Router`].
 ///
 /// Handlers are axum handlers whose state is [`ServiceState<S>`]: any axum extractor works, plus
@@ -83,13 +94,13 @@ pub trait HttpRouterExt<S: Send + Sync + 'static> {
     /// Routes `method` requests for `path` to `handler`.
     fn http<H, T>(&mut self, method: Method, path: &str, handler: H) -> HttpRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static;
 
     /// `GET` (and `HEAD`) requests for `path`.
     fn get<H, T>(&mut self, path: &str, handler: H) -> HttpRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static,
     {
         self.http(Method::GET, path, handler)
@@ -98,7 +109,7 @@ pub trait HttpRouterExt<S: Send + Sync + 'static> {
     /// `POST` requests for `path`.
     fn post<H, T>(&mut self, path: &str, handler: H) -> HttpRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static,
     {
         self.http(Method::POST, path, handler)
@@ -107,7 +118,7 @@ pub trait HttpRouterExt<S: Send + Sync + 'static> {
     /// `PUT` requests for `path`.
     fn put<H, T>(&mut self, path: &str, handler: H) -> HttpRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static,
     {
         self.http(Method::PUT, path, handler)
@@ -116,7 +127,7 @@ pub trait HttpRouterExt<S: Send + Sync + 'static> {
     /// `PATCH` requests for `path`.
     fn patch<H, T>(&mut self, path: &str, handler: H) -> HttpRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static,
     {
         self.http(Method::PATCH, path, handler)
@@ -125,7 +136,7 @@ pub trait HttpRouterExt<S: Send + Sync + 'static> {
     /// `DELETE` requests for `path`.
     fn delete<H, T>(&mut self, path: &str, handler: H) -> HttpRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static,
     {
         self.http(Method::DELETE, path, handler)
@@ -138,13 +149,14 @@ pub trait HttpRouterExt<S: Send + Sync + 'static> {
     /// (through the custom `404` handler, if any). `dir` must exist when the service starts.
     fn http_static(&mut self, prefix: &str, dir: impl Into<PathBuf>) -> HttpRoute<'_, S>;
 
-    /// Produces the response for errors with `status` with `handler`, an axum handler that can
-    /// take [`ErrorInfo`](crate::ErrorInfo), `Method`, `Uri` and `Arc<S>`. See
+    /// Produces the response for errors with `status` (a [`StatusCode`] or a number such as
+    /// `404`, from 400 to 599; another one fails the service's start) with `handler`, an axum
+    /// handler that can take [`ErrorInfo`](crate::ErrorInfo), `Method`, `Uri` and `Arc<S>`. See
     /// [`errors`](crate::errors) for when it runs. Error handlers apply to the whole HTTP
     /// server.
-    fn http_error<H, T>(&mut self, status: StatusCode, handler: H) -> &mut Self
+    fn http_error<H, T>(&mut self, status: impl IntoStatus, handler: H) -> HttpErrorRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static;
 
     /// Wraps every HTTP route of this service (static files and websockets included) in a tower
@@ -222,6 +234,81 @@ impl<S: Send + Sync + 'static> HttpRoute<'_, S> {
     }
 }
 
+impl<S: Send + Sync + 'static> HttpRoute<'_, S> {
+    /// Fails the service's start with `problem`, naming this route: for options checked after
+    /// the route was registered, such as the durations of a websocket endpoint built on it.
+    pub fn config_error(mut self, problem: impl Into<String>) -> Self {
+        if let Some(def) = &mut self.def {
+            let problem = problem.into();
+            def.error = Some(match def.error.take() {
+                Some(earlier) => format!("{earlier}; {problem}"),
+                None => problem,
+            });
+        }
+        self
+    }
+}
+
+/// An HTTP status as [`HttpRouterExt::http_error`] takes it: a [`StatusCode`] or a number such
+/// as `404`.
+pub trait IntoStatus {
+    /// The status, or why the value is not one.
+    fn into_status(self) -> std::result::Result<StatusCode, String>;
+}
+
+impl IntoStatus for StatusCode {
+    fn into_status(self) -> std::result::Result<StatusCode, String> {
+        Ok(self)
+    }
+}
+
+impl IntoStatus for u16 {
+    fn into_status(self) -> std::result::Result<StatusCode, String> {
+        StatusCode::from_u16(self).map_err(|_| format!("{self} is not an HTTP status"))
+    }
+}
+
+/// An error handler being registered, returned by [`HttpRouterExt::http_error`]. It is
+/// registered when the builder is dropped (at the end of the statement).
+pub struct HttpErrorRoute<'a, S: Send + Sync + 'static> {
+    router: &'a mut Router<S>,
+    def: Option<ErrorHandlerDef<S>>,
+}
+
+struct ErrorHandlerDef<S> {
+    status: std::result::Result<StatusCode, String>,
+    name: String,
+    make: MakeErrorHandler<S>,
+}
+
+impl<S: Send + Sync + 'static> fmt::Debug for HttpErrorRoute<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("HttpErrorRoute");
+        if let Some(def) = &self.def {
+            d.field("status", &def.status).field("name", &def.name);
+        }
+        d.finish()
+    }
+}
+
+impl<S: Send + Sync + 'static> HttpErrorRoute<'_, S> {
+    /// Names the handler in the banner (default: the handler function's name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        if let Some(def) = &mut self.def {
+            def.name = name.into();
+        }
+        self
+    }
+}
+
+impl<S: Send + Sync + 'static> Drop for HttpErrorRoute<'_, S> {
+    fn drop(&mut self) {
+        if let Some(def) = self.def.take() {
+            with_routes(self.router, |routes| routes.error_handlers.push(def));
+        }
+    }
+}
+
 impl<S: Send + Sync + 'static> Drop for HttpRoute<'_, S> {
     fn drop(&mut self) {
         if let Some(def) = self.def.take() {
@@ -253,7 +340,7 @@ struct ServiceRoutes<S> {
     routes: Vec<RouteDef<S>>,
     layers: Vec<ServiceLayer<S>>,
     routers: Vec<axum::Router<ServiceState<S>>>,
-    error_handlers: Vec<(StatusCode, MakeErrorHandler<S>)>,
+    error_handlers: Vec<ErrorHandlerDef<S>>,
 }
 
 impl<S> Default for ServiceRoutes<S> {
@@ -297,7 +384,7 @@ fn with_routes<S: Send + Sync + 'static>(
 impl<S: Send + Sync + 'static> HttpRouterExt<S> for Router<S> {
     fn http<H, T>(&mut self, method: Method, path: &str, handler: H) -> HttpRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static,
     {
         let (router, error) = match MethodFilter::try_from(method.clone()) {
@@ -348,16 +435,32 @@ impl<S: Send + Sync + 'static> HttpRouterExt<S> for Router<S> {
         }
     }
 
-    fn http_error<H, T>(&mut self, status: StatusCode, handler: H) -> &mut Self
+    fn http_error<H, T>(&mut self, status: impl IntoStatus, handler: H) -> HttpErrorRoute<'_, S>
     where
-        H: Handler<T, ServiceState<S>>,
+        H: HttpHandler<T, S>,
         T: 'static,
     {
         let make: MakeErrorHandler<S> = Box::new(move |state: ServiceState<S>| {
             BoxCloneSyncService::new(handler.with_state(state))
         });
-        with_routes(self, |routes| routes.error_handlers.push((status, make)));
-        self
+        let status = status.into_status().and_then(|status| {
+            if status.is_client_error() || status.is_server_error() {
+                Ok(status)
+            } else {
+                Err(format!(
+                    "error handlers are for error statuses, 400 to 599, not {}",
+                    status.as_u16()
+                ))
+            }
+        });
+        HttpErrorRoute {
+            router: self,
+            def: Some(ErrorHandlerDef {
+                status,
+                name: kumi_core::handler::handler_name::<H>(),
+                make,
+            }),
+        }
     }
 
     fn http_layer<L>(&mut self, layer: L) -> &mut Self
@@ -425,7 +528,8 @@ pub(crate) struct ServiceHttp {
     pub(crate) service: String,
     pub(crate) router: axum::Router,
     pub(crate) routes: Vec<RouteLine>,
-    pub(crate) error_handlers: Vec<(StatusCode, ErrorHandler)>,
+    /// By status: the handler's name (`service.handler`) and the handler.
+    pub(crate) error_handlers: Vec<(StatusCode, String, ErrorHandler)>,
 }
 
 /// Checks what axum would panic about, to give an error naming the route instead.
@@ -536,8 +640,14 @@ fn attach_service<S: Send + Sync + 'static>(
     let error_handlers = registered
         .error_handlers
         .into_iter()
-        .map(|(status, make)| (status, make(state.clone())))
-        .collect();
+        .map(|def| {
+            let name = format!("{service_name}.{}", def.name);
+            let status = def
+                .status
+                .map_err(|e| Error::config(format!("http error handler {name}: {e}")))?;
+            Ok((status, name, (def.make)(state.clone())))
+        })
+        .collect::<Result<_>>()?;
     let router: axum::Router = app.with_state(state);
     Ok(ServiceHttp {
         service: service_name,

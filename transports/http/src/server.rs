@@ -378,15 +378,14 @@ impl Transport for HttpTransport {
                 )));
             }
         }
-        for (status, handler) in http.error_handlers {
+        for (status, name, handler) in http.error_handlers {
             state
                 .errors
-                .insert(status, &http.service, handler)
+                .insert(status, &name, handler)
                 .map_err(|owner| {
                     Error::config(format!(
-                        "services '{owner}' and '{}' both register an HTTP error handler for {status}; \
-                         error handlers are process-wide, keep one",
-                        http.service
+                        "'{owner}' and '{name}' are both HTTP error handlers for {status}; \
+                         error handlers are process-wide, keep one"
                     ))
                 })?;
         }
@@ -482,7 +481,7 @@ impl Transport for HttpTransport {
                 "{:<9} {:<28} -> {:<28} on {base}",
                 "http",
                 format!("error {}", status.as_u16()),
-                format!("{owner} error handler")
+                owner
             ));
         }
         Ok(banner)

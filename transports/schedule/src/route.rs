@@ -11,6 +11,7 @@ use std::time::Duration;
 use kumi_core::extract::Rejection;
 use kumi_core::handler::BoxFuture;
 use kumi_core::message::Extensions;
+use kumi_core::setting::IntoDuration;
 use kumi_core::{Outcome, Router, ServiceHandle};
 
 use crate::error::SpecError;
@@ -38,6 +39,8 @@ pub(crate) struct RouteSpec {
     pub(crate) immediately: bool,
     pub(crate) concurrency: usize,
     pub(crate) timeout: Option<Duration>,
+    /// Invalid options (a timeout that is not a duration, say): the service fails to start.
+    pub(crate) problems: Vec<String>,
     pub(crate) stats: ScheduleStats,
     pub(crate) bind: Bind,
 }
@@ -130,6 +133,7 @@ impl<S: Send + Sync + 'static> ScheduleExt<S> for Router<S> {
             immediately: false,
             concurrency: DEFAULT_CONCURRENCY,
             timeout: None,
+            problems: Vec::new(),
             stats: ScheduleStats::default(),
             bind,
         };
@@ -176,6 +180,11 @@ impl ScheduleBuilder<'_> {
         self.with(|s| s.timezone = timezone)
     }
 
+    /// Short for [`timezone`](Self::timezone) (`#[schedule(.., tz = "Europe/Stockholm")]`).
+    pub fn tz(self, timezone: impl IntoTimezone) -> Self {
+        self.timezone(timezone)
+    }
+
     /// Also runs once as soon as the service has started, before the first occurrence.
     pub fn immediately(self) -> Self {
         self.with(|s| s.immediately = true)
@@ -188,9 +197,14 @@ impl ScheduleBuilder<'_> {
         self.with(|s| s.concurrency = n)
     }
 
-    /// Cancels a run that takes longer than `timeout`; it counts as a failure.
-    pub fn timeout(self, timeout: Duration) -> Self {
-        self.with(|s| s.timeout = Some(timeout))
+    /// Cancels a run that takes longer than `timeout`; it counts as a failure. A `Duration` or
+    /// a string such as `"30s"` ([`IntoDuration`]); an invalid or zero one is a startup error
+    /// naming the route.
+    pub fn timeout(self, timeout: impl IntoDuration) -> Self {
+        match timeout.into_duration() {
+            Ok(timeout) => self.with(|s| s.timeout = Some(timeout)),
+            Err(e) => self.with(|s| s.problems.push(format!("timeout {e}"))),
+        }
     }
 
     /// The schedule's counters (ends the chain).

@@ -118,6 +118,9 @@ impl Transport for ScheduleTransport {
                 Error::config(format!("schedule route '{route}': {reason}"))
             };
             let trigger = spec.trigger.map_err(|e| fail(&e))?;
+            if let Some(problem) = spec.problems.first() {
+                return Err(fail(problem));
+            }
             let timezone = spec.timezone.map_err(|e| fail(&e))?;
             if spec.concurrency == 0 {
                 return Err(fail(&"concurrency must be at least 1"));

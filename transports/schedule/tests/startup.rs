@@ -98,6 +98,24 @@ async fn invalid_specs_are_startup_errors_naming_route_and_value() {
         ),
         (
             Box::new(|r| {
+                r.schedule(Every::seconds(1), tick).timeout("30 parsecs");
+            }),
+            &["'shop.tick'", "timeout '30 parsecs' is not a duration"],
+        ),
+        (
+            Box::new(|r| {
+                r.schedule(Every::seconds(1), tick).timeout("0s");
+            }),
+            &["'shop.tick'", "the timeout must be longer than zero"],
+        ),
+        (
+            Box::new(|r| {
+                r.schedule("hourly", tick).tz("Mars/Olympus");
+            }),
+            &["'shop.tick'", "timezone", "'Mars/Olympus'"],
+        ),
+        (
+            Box::new(|r| {
                 r.schedule(Every::seconds(1), tick);
                 r.schedule("hourly", tick);
             }),
@@ -131,7 +149,7 @@ async fn banner_lines_show_trigger_zone_route_next_and_options() {
             .name("open")
             .timezone("+05:30")
             .immediately()
-            .timeout(Duration::from_secs(90));
+            .timeout("90s");
         r.schedule("2020-01-01T00:00:00Z", other).name("launch");
     })))
     .await;

@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::Route;
 use futures_util::FutureExt;
+use kumi_core::setting::IntoDuration;
 use kumi_core::{Client, Router};
 use kumi_http::{Drain, HttpError, HttpRoute, HttpRouterExt, InFlight, Protocol};
 use tokio::sync::{mpsc, watch};
@@ -112,6 +113,8 @@ struct WebSocketDef<S: Send + Sync + 'static> {
     name: String,
     endpoint: Endpoint<S>,
     layers: Vec<RouteLayer<S>>,
+    /// Invalid options: the service fails to start, naming the endpoint.
+    problems: Vec<String>,
 }
 
 /// Websocket endpoints on a service's [`Router`].
@@ -183,6 +186,7 @@ impl<S: Send + Sync + 'static> WebSocketRouterExt<S> for Router<S> {
                     },
                 },
                 layers: Vec::new(),
+                problems: Vec::new(),
             }),
         }
     }
@@ -235,30 +239,48 @@ impl<S: Send + Sync + 'static> WebSocketRoute<'_, S> {
         self
     }
 
-    /// Time between server pings (default [`DEFAULT_PING_INTERVAL`]).
-    pub fn ping_interval(mut self, interval: Duration) -> Self {
-        if let Some(s) = self.settings() {
-            s.limits.ping_interval = interval.max(Duration::from_millis(1));
+    /// Runs `set` with the duration `value` gives, or remembers why it is not one (the service
+    /// then fails to start, naming the endpoint and `option`).
+    fn duration(
+        mut self,
+        option: &str,
+        value: impl IntoDuration,
+        set: impl FnOnce(&mut Limits, Duration),
+    ) -> Self {
+        match value.into_duration() {
+            Ok(duration) => {
+                if let Some(s) = self.settings() {
+                    set(&mut s.limits, duration);
+                }
+            }
+            Err(e) => {
+                if let Some(def) = &mut self.def {
+                    def.problems.push(format!("{option} {e}"));
+                }
+            }
         }
         self
+    }
+
+    /// Time between server pings (default [`DEFAULT_PING_INTERVAL`]): a `Duration` or a string
+    /// such as `"20s"` ([`IntoDuration`]; an invalid one fails the service's start).
+    pub fn ping_interval(self, interval: impl IntoDuration) -> Self {
+        self.duration("ping_interval", interval, |l, d| {
+            l.ping_interval = d.max(Duration::from_millis(1));
+        })
     }
 
     /// Time a peer has after a ping to send anything (a pong, usually) before it is closed with
-    /// `1011` (default [`DEFAULT_PONG_TIMEOUT`]).
-    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
-        if let Some(s) = self.settings() {
-            s.limits.pong_timeout = timeout;
-        }
-        self
+    /// `1011` (default [`DEFAULT_PONG_TIMEOUT`]); a `Duration` or a string such as `"20s"`.
+    pub fn pong_timeout(self, timeout: impl IntoDuration) -> Self {
+        self.duration("pong_timeout", timeout, |l, d| l.pong_timeout = d)
     }
 
     /// Time to wait for the peer's close frame after sending ours (default
-    /// [`DEFAULT_CLOSE_TIMEOUT`]; during shutdown, never past the drain deadline).
-    pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        if let Some(s) = self.settings() {
-            s.limits.close_timeout = timeout;
-        }
-        self
+    /// [`DEFAULT_CLOSE_TIMEOUT`]; during shutdown, never past the drain deadline); a
+    /// `Duration` or a string such as `"2s"`.
+    pub fn close_timeout(self, timeout: impl IntoDuration) -> Self {
+        self.duration("close_timeout", timeout, |l, d| l.close_timeout = d)
     }
 
     /// Frames that can wait to be sent to one session (default [`DEFAULT_SEND_QUEUE`]).
@@ -361,6 +383,9 @@ impl<S: Send + Sync + 'static> Drop for WebSocketRoute<'_, S> {
             .http(Method::GET, &def.path, upgrade)
             .protocol(Protocol::WebSocket)
             .name(def.name);
+        for problem in def.problems {
+            route = route.config_error(problem);
+        }
         for layer in def.layers {
             route = layer(route);
         }

@@ -130,6 +130,48 @@ async fn two_error_handlers_for_one_status_are_refused() {
     );
 }
 
+#[tokio::test]
+async fn error_handlers_are_for_error_statuses() {
+    let err = start_error(vec![Routes {
+        name: "odd",
+        register: |r| {
+            r.http_error(302, ok).name("moved");
+        },
+    }])
+    .await;
+    assert!(
+        err.contains("http error handler odd.moved")
+            && err.contains("error handlers are for error statuses, 400 to 599, not 302"),
+        "{err}"
+    );
+    let err = start_error(vec![Routes {
+        name: "odd",
+        register: |r| {
+            r.http_error(1000, ok);
+        },
+    }])
+    .await;
+    assert!(err.contains("1000 is not an HTTP status"), "{err}");
+}
+
+#[tokio::test]
+async fn a_config_error_on_a_route_names_it() {
+    let err = start_error(vec![Routes {
+        name: "odd",
+        register: |r| {
+            r.get("/x", ok)
+                .name("x")
+                .config_error("first")
+                .config_error("second");
+        },
+    }])
+    .await;
+    assert!(
+        err.contains("GET /x (odd.x)") && err.contains("first; second"),
+        "{err}"
+    );
+}
+
 struct Two;
 
 impl Two {
@@ -161,6 +203,7 @@ impl Service for Three {
     }
     fn routes(&self, router: &mut Router<Self>) {
         router.post("/shared", Self::post);
+        router.http_error(404, gone).name("not_found");
     }
 }
 
@@ -202,5 +245,11 @@ async fn services_share_one_server_and_the_banner_shows_real_urls() {
     assert!(lines
         .iter()
         .any(|l| l.contains("POST /shared") && l.contains("three.post")));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("error 404") && l.contains("-> three.not_found")),
+        "{lines:?}"
+    );
     app.shutdown(Duration::from_secs(5)).await.unwrap();
 }

@@ -58,3 +58,48 @@ async fn a_peer_that_answers_pings_stays() {
     drop(ws);
     live.app.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// An endpoint whose keepalive settings are not durations.
+struct Misconfigured;
+
+impl Misconfigured {
+    async fn session(self: std::sync::Arc<Self>, _session: kumi_websocket::Session) {}
+}
+
+impl kumi_core::Service for Misconfigured {
+    fn name(&self) -> &str {
+        "chat"
+    }
+
+    fn routes(&self, router: &mut kumi_core::Router<Self>) {
+        use kumi_websocket::WebSocketRouterExt;
+        router
+            .websocket("/ws", Self::session)
+            .name("room")
+            .ping_interval("20 parsecs")
+            .close_timeout("soon");
+    }
+}
+
+#[tokio::test]
+async fn invalid_durations_are_startup_errors_naming_the_endpoint() {
+    let http = kumi_http::HttpTransport::bind("127.0.0.1:0");
+    let error = within(
+        "the start to fail",
+        kumi_core::App::new()
+            .transport(http.shared())
+            .service(Misconfigured)
+            .start(),
+    )
+    .await
+    .expect_err("the service does not start");
+    assert_eq!(error.kind(), kumi_core::ErrorKind::Config, "{error}");
+    let text = error.to_string();
+    for part in [
+        "GET /ws (chat.room)",
+        "ping_interval '20 parsecs' is not a duration",
+        "close_timeout 'soon' is not a duration",
+    ] {
+        assert!(text.contains(part), "{text:?} should contain {part:?}");
+    }
+}

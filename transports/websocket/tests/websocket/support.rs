@@ -119,8 +119,8 @@ impl Service for Live {
             .on_close(seen_close);
         router
             .websocket("/quick", Self::echo)
-            .ping_interval(Duration::from_millis(50))
-            .pong_timeout(Duration::from_millis(250))
+            .ping_interval("50ms")
+            .pong_timeout("250ms")
             .on_close(seen_close);
         router
             .websocket("/feed/{room}", Self::feed)

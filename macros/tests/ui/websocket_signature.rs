@@ -1,0 +1,10 @@
+
+struct Chat;
+
+#[kumi::service]
+impl Chat {
+    #[websocket("/ws")]
+    async fn chat(&self) {}
+}
+
+fn main() {}
