@@ -151,18 +151,20 @@ impl Client {
         value: &T,
         options: PublishOptions,
     ) -> Result<String> {
-        let envelope = options
-            .envelope
-            .clone()
-            .unwrap_or_else(|| Arc::clone(&self.inner.envelope));
-        let payload = envelope.json_style().to_vec(value).map_err(|e| {
-            Error::new(
-                ErrorKind::Codec,
-                format!("cannot publish on topic '{topic}'"),
-            )
-            .with_source(e)
-        })?;
-        self.send_payload(topic, &payload, options, &envelope).await
+        let envelope = Arc::clone(options.envelope.as_ref().unwrap_or(&self.inner.envelope));
+        let style = envelope.json_style();
+        // Serialized straight into the envelope's buffer.
+        let mut write = |out: &mut Vec<u8>| {
+            style.write(out, value).map_err(|e| {
+                Error::new(
+                    ErrorKind::Codec,
+                    format!("cannot publish on topic '{topic}'"),
+                )
+                .with_source(e)
+            })
+        };
+        let out = self.outgoing(topic, options, &envelope, &mut write)?;
+        self.send(out).await
     }
 
     /// Publishes an already-serialized payload (wrapped by the envelope); returns the message id.
@@ -172,10 +174,7 @@ impl Client {
         payload: &[u8],
         options: PublishOptions,
     ) -> Result<String> {
-        let envelope = options
-            .envelope
-            .clone()
-            .unwrap_or_else(|| Arc::clone(&self.inner.envelope));
+        let envelope = Arc::clone(options.envelope.as_ref().unwrap_or(&self.inner.envelope));
         if envelope.requires_json() {
             serde_json::from_slice::<serde::de::IgnoredAny>(payload).map_err(|e| {
                 Error::codec(format!(
@@ -185,24 +184,29 @@ impl Client {
                 .with_source(e)
             })?;
         }
-        self.send_payload(topic, payload, options, &envelope).await
+        let out = self.outgoing(topic, options, &envelope, &mut |out: &mut Vec<u8>| {
+            out.extend_from_slice(payload);
+            Ok(())
+        })?;
+        self.send(out).await
     }
 
+    /// The message for `topic`, its payload written by `write` into the envelope.
     fn outgoing(
         &self,
         topic: &str,
-        payload: &[u8],
         options: PublishOptions,
         envelope: &SharedEnvelope,
+        write: &mut dyn FnMut(&mut Vec<u8>) -> Result<()>,
     ) -> Result<Outgoing> {
         validate_topic(topic)?;
-        let encoded = envelope.encode(
+        let encoded = envelope.encode_with(
             &EncodeContext {
                 topic,
                 service_name: &self.inner.identity.name,
                 instance_id: &self.inner.identity.instance_id,
             },
-            payload,
+            write,
         )?;
         Ok(Outgoing {
             topic: topic.to_owned(),
@@ -213,14 +217,8 @@ impl Client {
         })
     }
 
-    async fn send_payload(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        options: PublishOptions,
-        envelope: &SharedEnvelope,
-    ) -> Result<String> {
-        let out = self.outgoing(topic, payload, options, envelope)?;
+    /// Publishes `out`; returns its message id.
+    async fn send(&self, out: Outgoing) -> Result<String> {
         let id = out.message_id.clone();
         self.inner.bus.publish(out).await?;
         Ok(id)
@@ -252,8 +250,10 @@ impl Client {
             .clone()
             .unwrap_or_else(|| Arc::clone(&self.inner.request_envelope));
         let timeout = options.timeout.unwrap_or(self.inner.request_timeout);
-        let payload = envelope.json_style().to_vec(value)?;
-        let out = self.outgoing(topic, &payload, options, &envelope)?;
+        let style = envelope.json_style();
+        let out = self.outgoing(topic, options, &envelope, &mut |out: &mut Vec<u8>| {
+            style.write(out, value)
+        })?;
         let reply = self.inner.bus.request(out, timeout).await?;
         if let Some((code, text)) = reply.error {
             return Err(Error::new(

@@ -34,7 +34,33 @@ pub fn validate_pattern(pattern: &str) -> Result<()> {
     check(pattern, true)
 }
 
+/// True for the usual name: tokens of `[A-Za-z0-9_-]` and other non-space, non-wildcard
+/// characters, separated by single dots. One pass, no allocation; anything else gets the full
+/// check, which names the fault.
+fn plain(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    if bytes.first() == Some(&b'.') || bytes.last() == Some(&b'.') || bytes.is_empty() {
+        return false;
+    }
+    let mut previous_dot = false;
+    for &b in bytes {
+        let dot = b == b'.';
+        if (dot && previous_dot) || matches!(b, b'*' | b'>' | b'#') || b.is_ascii_whitespace() {
+            return false;
+        }
+        if !b.is_ascii() {
+            // Unicode whitespace is refused: let the full check look.
+            return false;
+        }
+        previous_dot = dot;
+    }
+    true
+}
+
 fn check(s: &str, wildcards: bool) -> Result<()> {
+    if plain(s) {
+        return Ok(());
+    }
     let what = if wildcards { "topic pattern" } else { "topic" };
     if s.is_empty() {
         return Err(Error::config(format!("{what} must not be empty")));
@@ -142,5 +168,10 @@ mod tests {
         assert!(e.to_string().contains("whole tokens"), "{e}");
         assert!(validate_topic("").is_err());
         assert!(validate_pattern("a.*.>").is_ok());
+        for bad in [".a", "a.", "a b", "a\u{2003}b", "a.#", ">"] {
+            assert!(validate_topic(bad).is_err(), "{bad}");
+        }
+        assert!(validate_topic("ünï.cödé").is_ok());
+        assert!(validate_topic("a-b_c.d/e:f").is_ok());
     }
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{python_json, EncodeContext, Encoded, Envelope, JsonStyle};
@@ -17,6 +17,8 @@ pub(crate) const PROTOCOL_VERSION: &str = "tomodachi-json-base--1.0.0";
 const LEGACY_PROTOCOL_VERSION: &str = "json_base-wip";
 /// `data` JSON texts of this many bytes or more are sent zlib-compressed and base64-encoded.
 pub(crate) const COMPRESS_THRESHOLD: usize = 60_000;
+/// The size of the last payload written in place, to size the next message's buffer.
+static LAST_PAYLOAD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(256);
 /// Largest payload accepted when inflating a compressed `data` (guards against zlib bombs).
 const MAX_INFLATED: u64 = 256 * 1024 * 1024;
 
@@ -29,29 +31,6 @@ const MAX_INFLATED: u64 = 256 * 1024 * 1024;
 /// protocol name; the payload handed to handlers is the JSON text of `data`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonBase;
-
-/// Everything before `data`; the payload (already JSON text) is appended without re-parsing it.
-#[derive(Serialize)]
-struct OutHead<'a> {
-    service: OutService<'a>,
-    metadata: OutMetadata<'a>,
-}
-
-#[derive(Serialize)]
-struct OutService<'a> {
-    name: &'a str,
-    uuid: &'a str,
-}
-
-#[derive(Serialize)]
-struct OutMetadata<'a> {
-    message_uuid: &'a str,
-    protocol_version: &'static str,
-    compatible_protocol_versions: [&'static str; 1],
-    timestamp: f64,
-    topic: &'a str,
-    data_encoding: &'static str,
-}
 
 #[derive(Deserialize)]
 struct InEnvelope<'a> {
@@ -136,36 +115,7 @@ impl Envelope for JsonBase {
     fn encode(&self, cx: &EncodeContext<'_>, payload: &[u8]) -> Result<Encoded> {
         let (data, data_encoding) = Self::data_field(payload)?;
         let message_uuid = message_uuid(cx.instance_id);
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let head = OutHead {
-            service: OutService {
-                name: cx.service_name,
-                uuid: cx.instance_id,
-            },
-            metadata: OutMetadata {
-                message_uuid: &message_uuid,
-                protocol_version: PROTOCOL_VERSION,
-                compatible_protocol_versions: [LEGACY_PROTOCOL_VERSION],
-                timestamp,
-                topic: cx.topic,
-                data_encoding,
-            },
-        };
-        // The fixed keys and values take about 230 bytes; the rest is sized exactly enough.
-        let capacity = 256
-            + cx.service_name.len()
-            + cx.instance_id.len()
-            + message_uuid.len()
-            + cx.topic.len()
-            + data.len();
-        let mut body = python_json::to_vec_with_capacity(&head, capacity)
-            .map_err(|e| Error::codec("cannot encode json-base envelope").with_source(e))?;
-        // `{"service": .., "metadata": ..}` becomes `{"service": .., "metadata": .., "data": <payload>}`.
-        body.pop();
-        body.reserve(data.len() + 11);
-        body.extend_from_slice(b", \"data\": ");
+        let mut body = head(cx, &message_uuid, data_encoding, data.len());
         body.extend_from_slice(&data);
         body.push(b'}');
         Ok(Encoded {
@@ -174,7 +124,157 @@ impl Envelope for JsonBase {
         })
     }
 
+    fn encode_with(
+        &self,
+        cx: &EncodeContext<'_>,
+        write: &mut dyn FnMut(&mut Vec<u8>) -> Result<()>,
+    ) -> Result<Encoded> {
+        let message_uuid = message_uuid(cx.instance_id);
+        // Room for a payload as large as the last one: buffers sized to what is sent (no
+        // regrowth, no slack held while the message is queued).
+        let guess = LAST_PAYLOAD.load(std::sync::atomic::Ordering::Relaxed);
+        let mut body = head(cx, &message_uuid, "raw", guess + 1);
+        let start = body.len();
+        write(&mut body)?;
+        LAST_PAYLOAD.store(
+            (body.len() - start).min(COMPRESS_THRESHOLD),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if body.len() - start >= COMPRESS_THRESHOLD {
+            // A large payload is sent compressed, which the head written says otherwise.
+            let payload = body.split_off(start);
+            return self.encode(cx, &payload);
+        }
+        body.push(b'}');
+        Ok(Encoded {
+            body: Bytes::from(body),
+            message_id: message_uuid,
+        })
+    }
+
     fn decode(&self, message: &mut Message) -> Result<()> {
+        if let Some(canonical) = Canonical::parse(&message.body) {
+            canonical.apply(message);
+            return Ok(());
+        }
+        self.decode_any(message)
+    }
+}
+
+/// An envelope laid out exactly as tomodachi and kumi write it (keys in their order, Python's
+/// separators, plain strings, raw data), read without a JSON parser except for checking `data`:
+/// the usual case. Anything else goes through [`JsonBase::decode_any`].
+struct Canonical {
+    name: std::ops::Range<usize>,
+    uuid: std::ops::Range<usize>,
+    message_uuid: std::ops::Range<usize>,
+    timestamp: f64,
+    data: std::ops::Range<usize>,
+}
+
+/// A cursor over an envelope's bytes.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    /// Steps over `literal`, if it is next.
+    fn literal(&mut self, literal: &[u8]) -> Option<()> {
+        let end = self.at.checked_add(literal.len())?;
+        (self.bytes.get(self.at..end)? == literal).then(|| self.at = end)
+    }
+
+    /// Steps over a string of printable ASCII without escapes; its contents' range.
+    fn plain_str(&mut self) -> Option<std::ops::Range<usize>> {
+        self.literal(b"\"")?;
+        let start = self.at;
+        let len = self.bytes[start..].iter().position(|&b| b == b'"')?;
+        let text = &self.bytes[start..start + len];
+        if !text
+            .iter()
+            .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
+        {
+            return None;
+        }
+        self.at = start + len + 1;
+        Some(start..start + len)
+    }
+
+    /// Steps over a JSON number; its value.
+    fn number(&mut self) -> Option<f64> {
+        let start = self.at;
+        let len = self.bytes[start..]
+            .iter()
+            .position(|b| !matches!(b, b'0'..=b'9' | b'.' | b'-' | b'+' | b'e' | b'E'))?;
+        self.at = start + len;
+        // serde_json's reading, so that both readers agree to the last bit.
+        serde_json::from_slice(&self.bytes[start..start + len]).ok()
+    }
+}
+
+impl Canonical {
+    fn parse(body: &[u8]) -> Option<Self> {
+        let mut c = Cursor { bytes: body, at: 0 };
+        c.literal(b"{\"service\": {\"name\": ")?;
+        let name = c.plain_str()?;
+        c.literal(b", \"uuid\": ")?;
+        let uuid = c.plain_str()?;
+        c.literal(b"}, \"metadata\": {\"message_uuid\": ")?;
+        let message_uuid = c.plain_str()?;
+        c.literal(b", \"protocol_version\": \"")?;
+        c.literal(PROTOCOL_VERSION.as_bytes())?;
+        c.literal(b"\", \"compatible_protocol_versions\": [\"")?;
+        c.literal(LEGACY_PROTOCOL_VERSION.as_bytes())?;
+        c.literal(b"\"], \"timestamp\": ")?;
+        let timestamp = c.number()?;
+        c.literal(b", \"topic\": ")?;
+        c.plain_str()?;
+        c.literal(b", \"data_encoding\": \"raw\"}, \"data\": ")?;
+        let end = body.len().checked_sub(1)?;
+        if body[end] != b'}' || c.at > end {
+            return None;
+        }
+        let data = c.at..end;
+        // The data must be one JSON value, as a parser would have found it.
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body[data.clone()]).ok()?;
+        Some(Self {
+            name,
+            uuid,
+            message_uuid,
+            timestamp,
+            data,
+        })
+    }
+
+    fn apply(self, message: &mut Message) {
+        let body = &message.body;
+        // Plain ASCII, checked in `parse`.
+        let text = |r: &std::ops::Range<usize>| std::str::from_utf8(&body[r.clone()]).unwrap_or("");
+        let id = text(&self.message_uuid);
+        // Transports often already carry the same id; keep that allocation.
+        if message.message_id.as_deref() != Some(id) {
+            message.message_id = Some(id.to_owned());
+        }
+        if let Some(ts) = timestamp(Some(self.timestamp)) {
+            message.timestamp = Some(ts);
+        }
+        message.producer = Producer::in_source(body, Some(self.name), Some(self.uuid));
+        message.payload = body.slice(self.data);
+    }
+}
+
+/// The time a `timestamp` field says, if it is a valid one.
+fn timestamp(ts: Option<f64>) -> Option<SystemTime> {
+    let ts = ts.filter(|t| t.is_finite() && *t >= 0.0)?;
+    Duration::try_from_secs_f64(ts)
+        .ok()
+        .and_then(|d| UNIX_EPOCH.checked_add(d))
+}
+
+impl JsonBase {
+    /// Decodes any JSON-base envelope with a JSON parser.
+    fn decode_any(&self, message: &mut Message) -> Result<()> {
         let body = &message.body;
         let env: InEnvelope<'_> = serde_json::from_slice(body).map_err(|e| {
             Error::codec(format!(
@@ -212,14 +312,8 @@ impl Envelope for JsonBase {
                 message.message_id = Some(id.into_owned());
             }
         }
-        if let Some(ts) = env
-            .metadata
-            .timestamp
-            .filter(|t| t.is_finite() && *t >= 0.0)
-        {
-            message.timestamp = Duration::try_from_secs_f64(ts)
-                .ok()
-                .and_then(|d| UNIX_EPOCH.checked_add(d));
+        if let Some(ts) = timestamp(env.metadata.timestamp) {
+            message.timestamp = Some(ts);
         }
         if let Some(service) = env.service {
             message.producer = match (&service.name, &service.uuid) {
@@ -241,6 +335,48 @@ impl Envelope for JsonBase {
         }
         Ok(())
     }
+}
+
+/// The envelope up to its `data` value, with room for `data_len` more bytes: written by hand, in
+/// tomodachi's key order and Python's text style (`python_json`), cheaper than a serializer for
+/// a fixed shape of mostly plain ASCII.
+fn head(
+    cx: &EncodeContext<'_>,
+    message_uuid: &str,
+    data_encoding: &str,
+    data_len: usize,
+) -> Vec<u8> {
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    // The fixed keys and values take 231 bytes, the timestamp up to 24; the rest is sized
+    // exactly enough.
+    let capacity = 255
+        + data_encoding.len()
+        + cx.service_name.len()
+        + cx.instance_id.len()
+        + message_uuid.len()
+        + cx.topic.len()
+        + data_len;
+    let mut body = Vec::with_capacity(capacity);
+    body.extend_from_slice(b"{\"service\": {\"name\": ");
+    python_json::write_str(&mut body, cx.service_name);
+    body.extend_from_slice(b", \"uuid\": ");
+    python_json::write_str(&mut body, cx.instance_id);
+    body.extend_from_slice(b"}, \"metadata\": {\"message_uuid\": ");
+    python_json::write_str(&mut body, message_uuid);
+    body.extend_from_slice(b", \"protocol_version\": \"");
+    body.extend_from_slice(PROTOCOL_VERSION.as_bytes());
+    body.extend_from_slice(b"\", \"compatible_protocol_versions\": [\"");
+    body.extend_from_slice(LEGACY_PROTOCOL_VERSION.as_bytes());
+    body.extend_from_slice(b"\"], \"timestamp\": ");
+    python_json::write_f64(&mut body, timestamp);
+    body.extend_from_slice(b", \"topic\": ");
+    python_json::write_str(&mut body, cx.topic);
+    body.extend_from_slice(b", \"data_encoding\": \"");
+    body.extend_from_slice(data_encoding.as_bytes());
+    body.extend_from_slice(b"\"}, \"data\": ");
+    body
 }
 
 /// `<instance id>.<uuid4>`, tomodachi's message id, built without the formatting machinery.
@@ -297,6 +433,107 @@ fn inflate(data: &str, topic: &str) -> Result<Bytes> {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+
+    /// What decoding made of a message, for comparing the two decoders.
+    fn decoded(
+        body: &str,
+        canonical: bool,
+    ) -> Result<(
+        String,
+        Option<String>,
+        Option<SystemTime>,
+        Option<String>,
+        Option<String>,
+    )> {
+        let mut m = Message::new("orders.created", Bytes::from(body.to_owned()));
+        if canonical {
+            Canonical::parse(&m.body)
+                .ok_or_else(|| Error::codec("not canonical"))?
+                .apply(&mut m);
+        } else {
+            JsonBase.decode_any(&mut m)?;
+        }
+        Ok((
+            String::from_utf8(m.payload.to_vec()).unwrap(),
+            m.message_id,
+            m.timestamp,
+            m.producer.name().map(str::to_owned),
+            m.producer.instance().map(str::to_owned),
+        ))
+    }
+
+    #[test]
+    fn the_head_has_room_for_its_data_without_growing() {
+        for (name, instance, topic) in [
+            ("a", "b", "c"),
+            ("orders", "0123456789012345678901", "orders.created.eu"),
+        ] {
+            let cx = EncodeContext {
+                topic,
+                service_name: name,
+                instance_id: instance,
+            };
+            let id = message_uuid(instance);
+            for data_len in [0, 1, 90, 5000] {
+                let body = head(&cx, &id, "base64_gzip_json", data_len);
+                assert!(
+                    body.capacity() >= body.len() + data_len,
+                    "{name} {data_len}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_canonical_reader_agrees_with_the_parser_and_leaves_the_rest_to_it() {
+        let cx = EncodeContext {
+            topic: "orders.created",
+            service_name: "orders",
+            instance_id: "i-1",
+        };
+        let written = JsonBase
+            .encode_with(&cx, &mut |out: &mut Vec<u8>| {
+                JsonStyle::Python.write(out, &json!({"id": 7, "tags": ["a", "b"], "x": 1.5}))
+            })
+            .unwrap();
+        let body = String::from_utf8(written.body.to_vec()).unwrap();
+        let fast = decoded(&body, true).expect("kumi's own envelopes are canonical");
+        assert_eq!(fast, decoded(&body, false).unwrap());
+        assert_eq!(fast.0, r#"{"id": 7, "tags": ["a", "b"], "x": 1.5}"#);
+        assert_eq!(fast.1.as_deref(), Some(written.message_id.as_str()));
+        // Not canonical: escapes, other spacing, other encodings, broken or trailing data. The
+        // parser decides (and refuses what is not JSON).
+        for other in [
+            body.replace(r#""name": "orders""#, r#""name": "ord\u0065rs""#),
+            body.replace(", ", ","),
+            body.replacen(r#""data": {"#, r#""data": {"broken"#, 1),
+            format!("{body} "),
+            body.replace("}}", "}} {}"),
+            body.replace(r#""data": {"#, r#""data": ["#),
+        ] {
+            assert!(decoded(&other, true).is_err(), "{other:?}");
+            let _ = decoded(&other, false);
+        }
+        // Written by a smaller hand: still canonical and the same.
+        let python = r#"{"service": {"name": "py", "uuid": "u"}, "metadata": {"message_uuid": "u.1", "protocol_version": "tomodachi-json-base--1.0.0", "compatible_protocol_versions": ["json_base-wip"], "timestamp": 1700000000.25, "topic": "t", "data_encoding": "raw"}, "data": null}"#;
+        assert_eq!(
+            decoded(python, true).unwrap(),
+            decoded(python, false).unwrap()
+        );
+        assert_eq!(decoded(python, true).unwrap().0, "null");
+        // Large payloads written in place are compressed as `encode` would.
+        let big = "x".repeat(COMPRESS_THRESHOLD);
+        let written = JsonBase
+            .encode_with(&cx, &mut |out: &mut Vec<u8>| {
+                JsonStyle::Python.write(out, &big)
+            })
+            .unwrap();
+        let v: Value = serde_json::from_slice(&written.body).unwrap();
+        assert_eq!(v["metadata"]["data_encoding"], "base64_gzip_json");
+        let mut m = Message::new("orders.created", written.body);
+        JsonBase.decode(&mut m).unwrap();
+        assert_eq!(m.payload.len(), big.len() + 2);
+    }
 
     fn encode(payload: &Value) -> (Value, String, Encoded) {
         let text = python_json::to_vec(payload).unwrap();

@@ -38,9 +38,16 @@ pub enum JsonStyle {
 impl JsonStyle {
     /// Serializes `value` in this style.
     pub fn to_vec<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(256);
+        self.write(&mut out, value)?;
+        Ok(out)
+    }
+
+    /// Serializes `value` in this style at the end of `out`.
+    pub fn write<T: Serialize + ?Sized>(self, out: &mut Vec<u8>, value: &T) -> Result<()> {
         let result = match self {
-            JsonStyle::Compact => serde_json::to_vec(value),
-            JsonStyle::Python => python_json::to_vec(value),
+            JsonStyle::Compact => serde_json::to_writer(&mut *out, value),
+            JsonStyle::Python => python_json::to_writer(out, value),
         };
         result.map_err(|e| Error::codec("cannot serialize payload as JSON").with_source(e))
     }
@@ -85,6 +92,20 @@ pub trait Envelope: Send + Sync + fmt::Debug + 'static {
     /// Wraps `payload` (already serialized; JSON text if [`Envelope::requires_json`]) into a wire
     /// body.
     fn encode(&self, cx: &EncodeContext<'_>, payload: &[u8]) -> Result<Encoded>;
+
+    /// Like [`Envelope::encode`], with the payload written by `write` (serialized in
+    /// [`Envelope::json_style`]) straight into the envelope's buffer where the envelope can take
+    /// it that way, saving a copy. The default writes it into a buffer of its own and calls
+    /// [`Envelope::encode`].
+    fn encode_with(
+        &self,
+        cx: &EncodeContext<'_>,
+        write: &mut dyn FnMut(&mut Vec<u8>) -> Result<()>,
+    ) -> Result<Encoded> {
+        let mut payload = Vec::with_capacity(256);
+        write(&mut payload)?;
+        self.encode(cx, &payload)
+    }
 
     /// Unwraps `message.body`: sets `payload`, and the message id, timestamp and producer where the
     /// envelope carries them. An error means the body is undecodable (it will be dead-lettered).

@@ -7,20 +7,46 @@ use serde::Serialize;
 use serde_json::ser::{CompactFormatter, Formatter, Serializer};
 
 /// Serializes `value` as Python's `json.dumps(value)` would.
+#[cfg(test)]
 pub(crate) fn to_vec<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
-    to_vec_with_capacity(value, 256)
+    let mut out = Vec::with_capacity(256);
+    to_writer(&mut out, value)?;
+    Ok(out)
 }
 
-/// Like [`to_vec`], starting with a buffer of `capacity` bytes (to append more without
-/// reallocating).
-pub(crate) fn to_vec_with_capacity<T: Serialize + ?Sized>(
+/// Serializes `value` as Python's `json.dumps(value)` would, at the end of `out`.
+pub(crate) fn to_writer<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
     value: &T,
-    capacity: usize,
-) -> serde_json::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(capacity);
-    let mut ser = Serializer::with_formatter(&mut out, PythonFormatter);
-    value.serialize(&mut ser)?;
-    Ok(out)
+) -> serde_json::Result<()> {
+    let mut ser = Serializer::with_formatter(out, PythonFormatter);
+    value.serialize(&mut ser)
+}
+
+/// Appends `text` as a JSON string the way Python writes it: quoted, `"` `\\` and control
+/// characters escaped, everything outside printable ASCII as `\uXXXX`. Printable ASCII without
+/// quotes or backslashes (names, ids, topics: nearly every string kumi writes itself) is copied
+/// as it is.
+pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
+    if text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        return;
+    }
+    let mut ser = Serializer::with_formatter(out, PythonFormatter);
+    // Writing a string to a Vec cannot fail.
+    let _ = serde::Serializer::serialize_str(&mut ser, text);
+}
+
+/// Appends `value` as Python's `repr` of a float (`null` when not finite, as serde_json does).
+pub(crate) fn write_f64(out: &mut Vec<u8>, value: f64) {
+    // Writing to a Vec cannot fail.
+    let _ = PythonFormatter.write_f64(out, value);
 }
 
 #[derive(Clone, Copy)]
@@ -214,6 +240,27 @@ mod tests {
             String::from_utf8(to_vec("\x7f\n").unwrap()).unwrap(),
             r#""\u007f\n""#
         );
+    }
+
+    #[test]
+    fn strings_written_directly_match_the_serializer() {
+        for text in [
+            "orders.created",
+            "",
+            "a\"b",
+            "back\\slash",
+            "tab\t",
+            "é☃😀",
+            "\x7f",
+            "~ ok",
+        ] {
+            let mut direct = Vec::new();
+            write_str(&mut direct, text);
+            assert_eq!(direct, to_vec(text).unwrap(), "{text:?}");
+        }
+        let mut f = Vec::new();
+        write_f64(&mut f, 1732700000.5);
+        assert_eq!(f, b"1732700000.5");
     }
 
     #[test]

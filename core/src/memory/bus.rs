@@ -11,6 +11,7 @@ use super::{Item, MemoryBus};
 use crate::bus::topic::matches;
 use crate::bus::{
     validate_pattern, validate_topic, Bus, Capabilities, Sharing, Subscribed, Subscription,
+    TopicCache,
 };
 use crate::consume::Consumer;
 use crate::error::{Error, ErrorKind, Result};
@@ -62,6 +63,7 @@ impl Bus for MemoryBus {
                 bus: self.clone(),
                 queue,
                 stopping: false,
+                topics: TopicCache::default(),
             }),
         })
     }
@@ -123,20 +125,11 @@ impl Bus for MemoryBus {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(DrainReport::default());
         }
-        for q in self.snapshot().iter() {
-            q.tx.close();
-        }
         // What is left was never taken by a route (the routes have drained).
         let abandoned = self
             .snapshot()
             .iter()
-            .map(|q| {
-                let mut n = 0;
-                while q.rx.try_recv().is_ok() {
-                    n += 1;
-                }
-                n
-            })
+            .map(|q| q.items.close().len())
             .sum::<usize>();
         if abandoned > 0 {
             tracing::error!(

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{Item, MemoryBus, Queue};
+use crate::bus::TopicCache;
 use crate::delivery::{Deliveries, Delivery, Refused};
 use crate::error::Error;
 use crate::message::{Message, Outgoing};
@@ -18,12 +19,14 @@ pub(super) struct MemoryDeliveries {
     pub(super) bus: MemoryBus,
     pub(super) queue: Arc<Queue>,
     pub(super) stopping: bool,
+    pub(super) topics: TopicCache,
 }
 
 impl MemoryDeliveries {
-    fn delivery(&self, item: Item) -> MemoryDelivery {
+    fn delivery(&mut self, item: Item) -> MemoryDelivery {
         MemoryDelivery {
             bus: self.bus.clone(),
+            topic: self.topics.get(&item.topic),
             item,
         }
     }
@@ -34,26 +37,28 @@ impl Deliveries for MemoryDeliveries {
 
     async fn next(&mut self, _room: usize) -> Option<MemoryDelivery> {
         if !self.stopping {
-            let item = self.queue.rx.recv().await.ok()?;
+            let item = self.queue.items.pop().await?;
             return Some(self.delivery(item));
         }
         // Stopping: what is queued, until nothing is queued, running or waiting for a retry
         // anywhere on the bus (a handler still running may publish to this queue).
+        let bus = self.bus.clone();
         loop {
-            match self.queue.rx.try_recv() {
+            match self.queue.items.try_pop() {
                 Ok(item) => return Some(self.delivery(item)),
-                Err(async_channel::TryRecvError::Closed) => return None,
-                Err(async_channel::TryRecvError::Empty) => {}
+                Err(true) => return None,
+                Err(false) => {}
             }
-            let idle = self.bus.inner.idle.notified();
+            let idle = bus.inner.idle.notified();
             tokio::pin!(idle);
             // Registered before the check, so that a notification in between is not missed.
             idle.as_mut().enable();
-            if self.bus.inner.pending.load(Ordering::Acquire) == 0 {
+            if bus.inner.pending.load(Ordering::Acquire) == 0 {
                 return None;
             }
+            let queue = Arc::clone(&self.queue);
             tokio::select! {
-                item = self.queue.rx.recv() => return Some(self.delivery(item.ok()?)),
+                item = queue.items.pop() => return Some(self.delivery(item?)),
                 () = idle => {}
             }
         }
@@ -67,6 +72,8 @@ impl Deliveries for MemoryDeliveries {
 /// One message taken from a queue: pending on the bus until it is settled (or dropped).
 pub(super) struct MemoryDelivery {
     bus: MemoryBus,
+    /// The item's topic, shared with the route's earlier messages on it.
+    topic: Arc<str>,
     item: Item,
 }
 
@@ -78,7 +85,7 @@ impl Drop for MemoryDelivery {
 
 impl Delivery for MemoryDelivery {
     fn message(&self) -> Message {
-        self.item.message()
+        self.item.message(&self.topic)
     }
 
     async fn ack(self) -> Result<(), Error> {

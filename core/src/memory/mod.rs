@@ -20,6 +20,7 @@
 
 mod bus;
 mod consumer;
+mod queue;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -38,7 +39,7 @@ const DEFAULT_CAPACITY: usize = 1024;
 
 /// A message sitting in a queue.
 struct Item {
-    topic: Arc<str>,
+    topic: String,
     body: Bytes,
     headers: Headers,
     message_id: String,
@@ -50,7 +51,7 @@ struct Item {
 impl Item {
     fn new(message: Outgoing, reply: Option<oneshot::Sender<Reply>>) -> Self {
         Item {
-            topic: message.topic.into(),
+            topic: message.topic,
             body: message.body,
             headers: message.headers,
             message_id: message.message_id,
@@ -60,8 +61,9 @@ impl Item {
         }
     }
 
-    fn message(&self) -> Message {
-        let mut m = Message::new(Arc::clone(&self.topic), self.body.clone());
+    /// The message a route dispatches, its topic shared (`topic` is `self.topic`).
+    fn message(&self, topic: &Arc<str>) -> Message {
+        let mut m = Message::new(Arc::clone(topic), self.body.clone());
         m.headers = self.headers.clone();
         m.message_id = Some(self.message_id.clone());
         m.correlation_id.clone_from(&self.correlation_id);
@@ -72,7 +74,7 @@ impl Item {
     /// A copy for another queue (no reply channel: only one route answers a request).
     fn copy(&self) -> Self {
         Item {
-            topic: Arc::clone(&self.topic),
+            topic: self.topic.clone(),
             body: self.body.clone(),
             headers: self.headers.clone(),
             message_id: self.message_id.clone(),
@@ -87,8 +89,7 @@ struct Queue {
     pattern: String,
     sharing: Sharing,
     kind: RouteKind,
-    tx: async_channel::Sender<Item>,
-    rx: async_channel::Receiver<Item>,
+    items: queue::Queue<Item>,
 }
 
 struct Inner {
@@ -203,13 +204,11 @@ impl MemoryBus {
                 return Arc::clone(q);
             }
         }
-        let (tx, rx) = async_channel::bounded(self.inner.capacity.max(concurrency));
         let q = Arc::new(Queue {
             pattern: pattern.to_owned(),
             sharing: sharing.clone(),
             kind,
-            tx,
-            rx,
+            items: queue::Queue::new(self.inner.capacity.max(concurrency)),
         });
         let mut next: Vec<Arc<Queue>> = guard.as_ref().clone();
         next.push(Arc::clone(&q));
@@ -236,12 +235,12 @@ impl MemoryBus {
     /// boxed apart: publish futures stay small on the usual path, where the queue has room.
     async fn enqueue(&self, queue: &Queue, item: Item) -> bool {
         self.inner.pending.fetch_add(1, Ordering::AcqRel);
-        match queue.tx.try_send(item) {
+        match queue.items.try_push(item) {
             Ok(()) => true,
-            Err(async_channel::TrySendError::Full(item)) => {
+            Err(queue::TryPushError::Full(item)) => {
                 Box::pin(self.enqueue_when_room(queue, item)).await
             }
-            Err(async_channel::TrySendError::Closed(_)) => {
+            Err(queue::TryPushError::Closed(_)) => {
                 self.settle_one();
                 false
             }
@@ -261,7 +260,7 @@ impl MemoryBus {
             }
         }
         let mut guard = Pending(self, false);
-        guard.1 = queue.tx.send(item).await.is_ok();
+        guard.1 = queue.items.push(item).await.is_ok();
         guard.1
     }
 
