@@ -434,17 +434,17 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    /// What decoding made of a message, for comparing the two decoders.
-    fn decoded(
-        body: &str,
-        canonical: bool,
-    ) -> Result<(
+    /// What decoding made of a message (payload, id, timestamp, producer name and instance), for
+    /// comparing the two decoders.
+    type Decoded = (
         String,
         Option<String>,
         Option<SystemTime>,
         Option<String>,
         Option<String>,
-    )> {
+    );
+
+    fn decoded(body: &str, canonical: bool) -> Result<Decoded> {
         let mut m = Message::new("orders.created", Bytes::from(body.to_owned()));
         if canonical {
             Canonical::parse(&m.body)

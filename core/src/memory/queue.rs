@@ -200,7 +200,7 @@ mod tests {
             w.await.unwrap();
         }
         // Let the readers empty it, then close.
-        while q.lock().items.len() > 0 {
+        while !q.lock().items.is_empty() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         assert!(q.close().is_empty());
