@@ -24,6 +24,7 @@ struct Svc(Arc<Hooks>);
 
 impl Svc {
     async fn on_work(self: Arc<Self>, Data(ms): Data<u64>) {
+        tracing::info!(ms, "work started");
         tokio::time::sleep(Duration::from_millis(ms)).await;
         eprintln!("work finished after {ms} ms");
     }
@@ -164,6 +165,11 @@ fn child_process() {
         Runner::new()
             .config(Config {
                 log_level: "info".into(),
+                log_format: if mode == "json" {
+                    kumi::runner::LogFormat::Json
+                } else {
+                    kumi::runner::LogFormat::Pretty
+                },
                 drain_timeout: Duration::from_secs(10),
                 ..Config::default()
             })
@@ -297,4 +303,37 @@ fn second_sigterm_forces_exit_130() {
     assert_eq!(code, 130, "output:\n{out}");
     assert!(out.contains("forcing exit"), "{out}");
     assert!(!out.contains("work finished"), "{out}");
+}
+
+#[test]
+fn a_handler_s_log_lines_carry_its_message() {
+    let mut child = Child::spawn("normal");
+    child.wait_for("work started");
+    let line = child.seen.last().cloned().unwrap_or_default();
+    child.term();
+    assert_eq!(child.exit_code(), 0);
+    assert!(
+        line.contains(
+            "work started ms=300 route=runner-test.on_work topic=work attempt=1 message_id=\""
+        ),
+        "{line}"
+    );
+    // The per-message span is off by default: its fields are not formatted for every message.
+    assert!(!line.contains("message{"), "{line}");
+
+    let mut child = Child::spawn("json");
+    child.wait_for("work started");
+    let line = child.seen.last().cloned().unwrap_or_default();
+    child.term();
+    assert_eq!(child.exit_code(), 0);
+    let v: serde_json::Value = serde_json::from_str(&line).expect(&line);
+    assert_eq!(v["message"], "work started");
+    assert_eq!(v["ms"], 300);
+    assert_eq!(v["route"], "runner-test.on_work");
+    assert_eq!(v["topic"], "work");
+    assert_eq!(v["attempt"], 1);
+    assert!(
+        v["message_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{line}"
+    );
 }

@@ -22,6 +22,7 @@ pub mod extract;
 pub mod handler;
 pub mod health;
 pub mod identity;
+pub mod log_context;
 pub mod memory;
 pub mod message;
 pub mod middleware;

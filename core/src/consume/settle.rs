@@ -12,6 +12,7 @@ use tower::{Service, ServiceExt};
 
 use super::{DispatchService, Route};
 use crate::delivery::{Delivery, Refused, Retry};
+use crate::log_context::MessageContext;
 use crate::message::{Message, Outgoing};
 use crate::retry::RetrySlot;
 use crate::settlement::{RouteKind, Settlement};
@@ -130,8 +131,9 @@ pub(super) async fn handle<D: Delivery>(
     let mut message = delivery.message();
     message.attempt = message.attempt.saturating_add(retries);
     let started = (route.kind == RouteKind::Request).then(Instant::now);
+    let context = MessageContext::of(&route.name, &message);
     let settlement = {
-        let mut call = pin!(dispatch(service, message));
+        let mut call = pin!(MessageContext::scope(context, dispatch(service, message)));
         // Most handlers finish on their first poll: only one that has to wait gets the lease
         // timer and the watch for the drain deadline (boxed: the usual path stays small).
         match futures_util::poll!(call.as_mut()) {
