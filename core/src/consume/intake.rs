@@ -4,13 +4,14 @@
 //! stops the bus's stream and handles what it had already received.
 
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::settle::{handle, Job};
 use super::Route;
 use crate::delivery::Deliveries;
+use crate::queue::Queue;
 
 /// Concurrency 1: the reading task is the handler. A retry waits in a task of its own and comes
 /// back through a channel, ahead of new deliveries; while none waits, the task reads the bus
@@ -84,17 +85,18 @@ pub(super) async fn inline<S: Deliveries>(mut deliveries: S, route: Arc<Route>) 
 pub(super) async fn pool<S: Deliveries>(mut deliveries: S, route: Arc<Route>) {
     let concurrency = route.concurrency;
     let permits = Arc::new(Semaphore::new(concurrency));
-    let (tx, rx) = async_channel::bounded::<Job<S::Delivery>>(concurrency);
+    let jobs = Arc::new(Queue::new(concurrency));
+    // The queue stays open while the reader or a retry may still add to it.
+    let open = Arc::new(Open(Arc::clone(&jobs)));
     for _ in 0..concurrency {
         let worker = worker(
-            rx.clone(),
-            tx.downgrade(),
+            Arc::clone(&jobs),
+            Arc::downgrade(&open),
             Arc::clone(&route),
             Arc::clone(&permits),
         );
         route.shared.tracker.spawn(worker);
     }
-    drop(rx);
     let mut stopped = false;
     let mut stop = pin!(route.shared.stop.clone().cancelled_owned());
     let mut abandon = pin!(route.shared.abandon.clone().cancelled_owned());
@@ -124,34 +126,42 @@ pub(super) async fn pool<S: Deliveries>(mut deliveries: S, route: Arc<Route>) {
         };
         let Some(delivery) = next else { break };
         route.stats.received();
-        let mut job = Job::first(delivery);
-        job.permit = Some(permit);
-        if tx.send(job).await.is_err() {
+        let job = (Job::first(delivery), permit);
+        if let Err(back) = jobs.push(job).await {
+            super::settle::give_back(&route, back.0.delivery).await;
             break;
         }
     }
+    drop(open);
     // The workers finish what is queued and the retries still waiting, then stop.
 }
 
+/// Closes a pool's queue once the last holder (the reader, a waiting retry) is gone.
+struct Open<D>(Arc<Queue<PoolJob<D>>>);
+
+impl<D> Drop for Open<D> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// A job with the handler slot it holds.
+type PoolJob<D> = (Job<D>, OwnedSemaphorePermit);
+
 /// One handler of a pooled route.
 async fn worker<D: crate::delivery::Delivery>(
-    jobs: async_channel::Receiver<Job<D>>,
-    requeue: async_channel::WeakSender<Job<D>>,
+    jobs: Arc<Queue<PoolJob<D>>>,
+    requeue: Weak<Open<D>>,
     route: Arc<Route>,
     permits: Arc<Semaphore>,
 ) {
     let mut service = route.service.clone();
-    while let Ok(job) = jobs.recv().await {
-        let Job {
-            delivery,
-            retries,
-            permit,
-        } = job;
-        let mut next = handle(&route, &mut service, delivery, retries).await;
+    while let Some((job, permit)) = jobs.pop().await {
+        let mut next = handle(&route, &mut service, job.delivery, job.retries).await;
         drop(permit);
         while let Some(backoff) = next.take() {
             let slot = route.retry_slots.acquire().await;
-            let Some(tx) = requeue.upgrade() else {
+            let Some(open) = requeue.upgrade() else {
                 // The intake has ended (draining): retry here.
                 if let Some(job) = backoff.wait(slot, &route).await {
                     next = handle(&route, &mut service, job.delivery, job.retries).await;
@@ -161,18 +171,19 @@ async fn worker<D: crate::delivery::Delivery>(
             let route2 = Arc::clone(&route);
             let permits = Arc::clone(&permits);
             route.shared.tracker.spawn(async move {
-                let Some(mut job) = backoff.wait(slot, &route2).await else {
+                let Some(job) = backoff.wait(slot, &route2).await else {
                     return;
                 };
-                tokio::select! {
-                    permit = permits.acquire_owned() => job.permit = permit.ok(),
+                let permit = tokio::select! {
+                    permit = permits.acquire_owned() => permit,
                     () = route2.shared.abandon.cancelled() => {
                         super::settle::give_back(&route2, job.delivery).await;
                         return;
                     }
-                }
-                if let Err(back) = tx.send(job).await {
-                    super::settle::give_back(&route2, back.into_inner().delivery).await;
+                };
+                let Ok(permit) = permit else { return };
+                if let Err(back) = open.0.push((job, permit)).await {
+                    super::settle::give_back(&route2, back.0.delivery).await;
                 }
             });
         }

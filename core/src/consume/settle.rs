@@ -23,12 +23,10 @@ const DEAD_LETTER_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest pause between tries at publishing a dead letter.
 const DEAD_LETTER_RETRY_MAX: Duration = Duration::from_secs(30);
 
-/// A delivery on its way to a handler: how many in-process retries it had, and (in a worker
-/// pool) the handler slot it holds.
+/// A delivery on its way to a handler, with how many in-process retries it had.
 pub(super) struct Job<D> {
     pub(super) delivery: D,
     pub(super) retries: u32,
-    pub(super) permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl<D> Job<D> {
@@ -36,7 +34,6 @@ impl<D> Job<D> {
         Self {
             delivery,
             retries: 0,
-            permit: None,
         }
     }
 }
@@ -67,7 +64,6 @@ impl<D: Delivery> Backoff<D> {
         Some(Job {
             delivery: self.delivery,
             retries: self.retries,
-            permit: None,
         })
     }
 }

@@ -129,7 +129,10 @@ impl Bus for MemoryBus {
         let abandoned = self
             .snapshot()
             .iter()
-            .map(|q| q.items.close().len())
+            .map(|q| {
+                q.items.close();
+                q.items.drain().len()
+            })
             .sum::<usize>();
         if abandoned > 0 {
             tracing::error!(

@@ -20,7 +20,6 @@
 
 mod bus;
 mod consumer;
-mod queue;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -33,6 +32,7 @@ use crate::bus::topic::matches;
 use crate::bus::Sharing;
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::{Headers, Message, Outgoing};
+use crate::queue;
 use crate::settlement::{Reply, RouteKind};
 
 const DEFAULT_CAPACITY: usize = 1024;

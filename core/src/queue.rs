@@ -1,4 +1,5 @@
-//! The in-memory bus's bounded queue: many publishers, one or more competing readers.
+//! A bounded async queue, many writers and one or more competing readers: the in-memory bus's
+//! topic queues and the hand-over from a pooled route's intake to its workers.
 //!
 //! Waking a task on another thread costs more than handling a small message, so the queue wakes
 //! as little as it can: a reader only when one is waiting, and publishers waiting for room only
@@ -19,7 +20,7 @@ struct State<T> {
 }
 
 /// A bounded queue. See the [module docs](self).
-pub(super) struct Queue<T> {
+pub(crate) struct Queue<T> {
     state: Mutex<State<T>>,
     capacity: usize,
     /// Readers waiting for an item.
@@ -31,7 +32,7 @@ pub(super) struct Queue<T> {
 }
 
 /// Why an item could not be queued at once.
-pub(super) enum TryPushError<T> {
+pub(crate) enum TryPushError<T> {
     /// The queue is full.
     Full(T),
     /// The queue is closed.
@@ -39,7 +40,7 @@ pub(super) enum TryPushError<T> {
 }
 
 impl<T> Queue<T> {
-    pub(super) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         Self {
             state: Mutex::new(State {
@@ -59,7 +60,7 @@ impl<T> Queue<T> {
     }
 
     /// Queues `item` if there is room now.
-    pub(super) fn try_push(&self, item: T) -> Result<(), TryPushError<T>> {
+    pub(crate) fn try_push(&self, item: T) -> Result<(), TryPushError<T>> {
         {
             let mut state = self.lock();
             if state.closed {
@@ -77,7 +78,7 @@ impl<T> Queue<T> {
     }
 
     /// Queues `item`, waiting while the queue is full. `Err` when the queue is closed.
-    pub(super) async fn push(&self, mut item: T) -> Result<(), T> {
+    pub(crate) async fn push(&self, mut item: T) -> Result<(), T> {
         loop {
             let room = self.has_room.notified();
             let mut room = pin!(room);
@@ -109,7 +110,7 @@ impl<T> Queue<T> {
     }
 
     /// Takes the next item if there is one; `Err(true)` when the queue is closed and empty.
-    pub(super) fn try_pop(&self) -> Result<T, bool> {
+    pub(crate) fn try_pop(&self) -> Result<T, bool> {
         let (item, left) = {
             let mut state = self.lock();
             match state.items.pop_front() {
@@ -124,7 +125,7 @@ impl<T> Queue<T> {
     }
 
     /// The next item, waiting for one; `None` once the queue is closed and empty. Cancel-safe.
-    pub(super) async fn pop(&self) -> Option<T> {
+    pub(crate) async fn pop(&self) -> Option<T> {
         loop {
             match self.try_pop() {
                 Ok(item) => return Some(item),
@@ -153,14 +154,15 @@ impl<T> Queue<T> {
     }
 
     /// Closes the queue: publishing fails from now on; readers get what is left, then `None`.
-    /// Returns what is left, taken out.
-    pub(super) fn close(&self) -> Vec<T> {
-        let left = {
-            let mut state = self.lock();
-            state.closed = true;
-            state.items.drain(..).collect()
-        };
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
         self.has_items.notify_waiters();
+        self.has_room.notify_waiters();
+    }
+
+    /// Takes out what is left.
+    pub(crate) fn drain(&self) -> Vec<T> {
+        let left = self.lock().items.drain(..).collect();
         self.has_room.notify_waiters();
         left
     }
@@ -203,7 +205,8 @@ mod tests {
         while !q.lock().items.is_empty() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        assert!(q.close().is_empty());
+        q.close();
+        assert!(q.drain().is_empty());
         let mut all = Vec::new();
         for r in readers {
             let got = r.await.unwrap();
@@ -235,8 +238,11 @@ mod tests {
         // One taken leaves the queue at half: the waiting publisher gets its room.
         assert_eq!(q.try_pop().ok(), Some(1));
         waiting.await.unwrap().unwrap();
-        assert_eq!(q.close(), vec![2, 3]);
+        q.close();
         assert!(matches!(q.try_push(4), Err(TryPushError::Closed(4))));
+        // Readers get what is left, then the end.
+        assert_eq!(q.pop().await, Some(2));
+        assert_eq!(q.drain(), vec![3]);
         assert_eq!(q.pop().await, None);
         // A cancelled wait leaves no count behind.
         let q = Queue::new(1);
