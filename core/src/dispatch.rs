@@ -371,5 +371,5 @@ where
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
-    tower::util::BoxCloneSyncService::new(Dispatch::new(inner, policy))
+    crate::consume::DispatchService::new(Dispatch::new(inner, policy))
 }

@@ -17,7 +17,7 @@ use crate::queue::Queue;
 /// back through a channel, ahead of new deliveries; while none waits, the task reads the bus
 /// alone.
 pub(super) async fn inline<S: Deliveries>(mut deliveries: S, route: Arc<Route>) {
-    let mut service = route.service.clone();
+    let mut slot = route.service.slot();
     let (retry_tx, mut retries) = mpsc::unbounded_channel::<Job<S::Delivery>>();
     let mut waiting = 0usize;
     let mut open = true;
@@ -65,14 +65,14 @@ pub(super) async fn inline<S: Deliveries>(mut deliveries: S, route: Arc<Route>) 
         } else {
             break;
         };
-        if let Some(backoff) = handle(&route, &mut service, job.delivery, job.retries).await {
+        if let Some(backoff) = handle(&route, &mut slot, job.delivery, job.retries).await {
             // With every slot taken this waits for an earlier backoff to end.
-            let slot = route.retry_slots.acquire().await;
+            let retry_slot = route.retry_slots.acquire().await;
             waiting += 1;
             let tx = retry_tx.clone();
             let route2 = Arc::clone(&route);
             route.shared.tracker.spawn(async move {
-                if let Some(job) = backoff.wait(slot, &route2).await {
+                if let Some(job) = backoff.wait(retry_slot, &route2).await {
                     let _ = tx.send(job);
                 }
             });
@@ -155,23 +155,23 @@ async fn worker<D: crate::delivery::Delivery>(
     route: Arc<Route>,
     permits: Arc<Semaphore>,
 ) {
-    let mut service = route.service.clone();
+    let mut slot = route.service.slot();
     while let Some((job, permit)) = jobs.pop().await {
-        let mut next = handle(&route, &mut service, job.delivery, job.retries).await;
+        let mut next = handle(&route, &mut slot, job.delivery, job.retries).await;
         drop(permit);
         while let Some(backoff) = next.take() {
-            let slot = route.retry_slots.acquire().await;
+            let retry_slot = route.retry_slots.acquire().await;
             let Some(open) = requeue.upgrade() else {
                 // The intake has ended (draining): retry here.
-                if let Some(job) = backoff.wait(slot, &route).await {
-                    next = handle(&route, &mut service, job.delivery, job.retries).await;
+                if let Some(job) = backoff.wait(retry_slot, &route).await {
+                    next = handle(&route, &mut slot, job.delivery, job.retries).await;
                 }
                 continue;
             };
             let route2 = Arc::clone(&route);
             let permits = Arc::clone(&permits);
             route.shared.tracker.spawn(async move {
-                let Some(job) = backoff.wait(slot, &route2).await else {
+                let Some(job) = backoff.wait(retry_slot, &route2).await else {
                     return;
                 };
                 let permit = tokio::select! {

@@ -20,10 +20,10 @@
 
 mod intake;
 mod settle;
+mod slot;
 #[cfg(test)]
 mod tests;
 
-use std::convert::Infallible;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,19 +31,14 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::util::BoxCloneSyncService;
+
+pub use slot::DispatchService;
 
 use crate::delivery::Deliveries;
 use crate::error::{Error, ErrorKind, Result};
-use crate::message::Message;
 use crate::retry::RetrySlots;
-use crate::settlement::{DrainReport, RouteKind, Settlement};
+use crate::settlement::{DrainReport, RouteKind};
 use crate::stats::RouteStats;
-
-/// A route's whole message path as one service: envelope, middleware, extractors and handler in,
-/// a [`Settlement`] out (built by the router; see [`crate::dispatch`]). Never fails: failures are
-/// settlements.
-pub type DispatchService = BoxCloneSyncService<Message, Settlement, Infallible>;
 
 /// How long the runtime waits, after a drain deadline, for what it gives back to reach the
 /// broker.

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tower::{Service, ServiceExt};
-
-use super::{DispatchService, Route};
+use super::slot::Slot;
+use super::Route;
 use crate::delivery::{Delivery, Refused, Retry};
 use crate::log_context::MessageContext;
 use crate::message::{Message, Outgoing};
@@ -68,16 +67,13 @@ impl<D: Delivery> Backoff<D> {
     }
 }
 
-/// Runs the route's message path for `message`.
-async fn dispatch(service: &mut DispatchService, message: Message) -> Settlement {
-    let ready = match service.ready().await {
-        Ok(ready) => ready,
-        Err(never) => match never {},
-    };
-    match ready.call(message).await {
-        Ok(settlement) => settlement,
-        Err(never) => match never {},
-    }
+/// Runs the route's message path for `message` in the worker's slot.
+fn dispatch<'a>(
+    slot: &'a mut Pin<Box<dyn Slot>>,
+    message: Message,
+) -> impl Future<Output = Settlement> + 'a {
+    slot.as_mut().start(message);
+    std::future::poll_fn(move |cx| slot.as_mut().poll_settlement(cx))
 }
 
 /// Polls `work` to the end, extending `delivery`'s lease on time while it runs; `None` if the
@@ -116,7 +112,7 @@ async fn with_lease<D: Delivery, F: Future>(
 /// retried in process.
 pub(super) async fn handle<D: Delivery>(
     route: &Arc<Route>,
-    service: &mut DispatchService,
+    slot: &mut Pin<Box<dyn Slot>>,
     delivery: D,
     retries: u32,
 ) -> Option<Backoff<D>> {
@@ -129,7 +125,7 @@ pub(super) async fn handle<D: Delivery>(
     let started = (route.kind == RouteKind::Request).then(Instant::now);
     let context = MessageContext::of(&route.name, &message);
     let settlement = {
-        let mut call = pin!(MessageContext::scope(context, dispatch(service, message)));
+        let mut call = pin!(MessageContext::scope(context, dispatch(slot, message)));
         // Most handlers finish on their first poll: only one that has to wait gets the lease
         // timer and the watch for the drain deadline (boxed: the usual path stays small).
         match futures_util::poll!(call.as_mut()) {

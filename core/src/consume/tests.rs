@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tower::util::BoxCloneSyncService;
 
 use super::{Consumer, DispatchService, RouteSpec, Runtime};
 use crate::delivery::{Deliveries, Delivery, Refused, Retry};
@@ -137,17 +136,16 @@ fn route(
 ) -> (mpsc::UnboundedSender<u32>, Arc<RouteStats>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let stats = Arc::new(RouteStats::new());
-    let service: DispatchService =
-        BoxCloneSyncService::new(tower::service_fn(move |m: Message| {
-            let decide = decide.clone();
-            async move {
-                if !sleep.is_zero() {
-                    tokio::time::sleep(sleep).await;
-                }
-                let n: u32 = std::str::from_utf8(&m.payload).unwrap().parse().unwrap();
-                Ok::<_, Infallible>(decide(n, m.attempt))
+    let service: DispatchService = DispatchService::new(tower::service_fn(move |m: Message| {
+        let decide = decide.clone();
+        async move {
+            if !sleep.is_zero() {
+                tokio::time::sleep(sleep).await;
             }
-        }));
+            let n: u32 = std::str::from_utf8(&m.payload).unwrap().parse().unwrap();
+            Ok::<_, Infallible>(decide(n, m.attempt))
+        }
+    }));
     runtime
         .start(
             Consumer::new(TestDeliveries {
@@ -398,17 +396,16 @@ async fn never_more_handlers_than_the_concurrency_and_no_route_after_drain() {
     let (tx, rx) = mpsc::unbounded_channel();
     let stats = Arc::new(RouteStats::new());
     let (r, p) = (Arc::clone(&running), Arc::clone(&peak));
-    let service: DispatchService =
-        BoxCloneSyncService::new(tower::service_fn(move |_m: Message| {
-            let (r, p) = (Arc::clone(&r), Arc::clone(&p));
-            async move {
-                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
-                p.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                r.fetch_sub(1, Ordering::SeqCst);
-                Ok::<_, Infallible>(Settlement::Ack)
-            }
-        }));
+    let service: DispatchService = DispatchService::new(tower::service_fn(move |_m: Message| {
+        let (r, p) = (Arc::clone(&r), Arc::clone(&p));
+        async move {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            r.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, Infallible>(Settlement::Ack)
+        }
+    }));
     runtime
         .start(
             Consumer::new(TestDeliveries {
@@ -437,7 +434,7 @@ async fn never_more_handlers_than_the_concurrency_and_no_route_after_drain() {
             name: "svc.late".into(),
             kind: RouteKind::Event,
             concurrency: 1,
-            service: BoxCloneSyncService::new(tower::service_fn(|_m: Message| async {
+            service: DispatchService::new(tower::service_fn(|_m: Message| async {
                 Ok::<_, Infallible>(Settlement::Ack)
             })),
             stats: Arc::new(RouteStats::new()),
