@@ -10,8 +10,10 @@
 //! certificates of that PEM file too (e.g. a private CA); `tls_cert` and `tls_key` (PEM files,
 //! given together) add a client certificate for brokers that require one.
 //!
-//! Options passed to the AMQP client: `heartbeat` (seconds), `connection_timeout` (milliseconds),
-//! `frame_max`, `channel_max`, `auth_mechanism`.
+//! Options passed to the AMQP client: `heartbeat` (seconds), `connection_timeout` (milliseconds,
+//! default 10000), `frame_max` (bytes, default 32768: the client keeps receive and send buffers of
+//! 32 frames each, so RabbitMQ's own 131072 would hold 8 MiB per connection; larger messages are
+//! sent in several frames), `channel_max`, `auth_mechanism`.
 //!
 //! kumi's options:
 //! - `name`: the connection name shown by RabbitMQ (default: the app's service names and instance
@@ -79,6 +81,9 @@ pub struct AmqpUrl {
 /// The default topic exchange (tomodachi's).
 pub const DEFAULT_EXCHANGE: &str = "amq.topic";
 
+/// The frame size kumi asks for unless the URL says `frame_max`.
+const DEFAULT_FRAME_MAX: &str = "frame_max=32768";
+
 pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
     let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = num.parse().ok()?;
@@ -135,6 +140,7 @@ impl AmqpUrl {
         };
         let mut passed: Vec<&str> = Vec::new();
         let mut has_timeout = false;
+        let mut has_frame_max = false;
         let (mut cert, mut key) = (None, None);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, raw) = pair.split_once('=').unwrap_or((pair, ""));
@@ -147,6 +153,7 @@ impl AmqpUrl {
                         )));
                     }
                     has_timeout |= k == "connection_timeout";
+                    has_frame_max |= k == "frame_max";
                     passed.push(pair);
                 }
                 "auth_mechanism" => passed.push(pair),
@@ -206,6 +213,9 @@ impl AmqpUrl {
         if !has_timeout {
             passed.push("connection_timeout=10000");
         }
+        if !has_frame_max {
+            passed.push(DEFAULT_FRAME_MAX);
+        }
         parsed.client_url = format!("{scheme}://{base}?{}", passed.join("&"));
         Ok(parsed)
     }
@@ -223,7 +233,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             u.client_url,
-            "amqp://alice:s%3Acret@h:5672/%2f?heartbeat=30&connection_timeout=10000"
+            "amqp://alice:s%3Acret@h:5672/%2f?heartbeat=30&connection_timeout=10000&frame_max=32768"
         );
         assert_eq!(u.name.as_deref(), Some("orders"));
         assert_eq!(u.exchange, "ex");
