@@ -206,7 +206,11 @@ fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
+#[path = "support/idle_rss.rs"]
+mod idle_rss;
+
 fn main() {
+    idle_rss::child(|url| async move { kumi::connect(&url).await });
     let n: u64 = std::env::var("KUMI_BENCH_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -243,4 +247,5 @@ fn main() {
     }
     kumi::runner::init_logging(&config);
     rows(&format!(", KUMI_LOG={}", config.log_level));
+    idle_rss::line("memory://", "memory://");
 }

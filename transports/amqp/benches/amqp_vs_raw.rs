@@ -173,10 +173,23 @@ fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+#[path = "../../../benches/support/idle_rss.rs"]
+mod idle_rss;
+
+fn main() {
+    idle_rss::child(|url| async move { kumi_amqp::connect(&url).await });
     let base = std::env::var("KUMI_BENCH_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(bench(&base));
+    idle_rss::line(&base, &kumi_core::bus::redact(&base));
+}
+
+async fn bench(base: &str) {
+    let base = base.to_owned();
     let n: u64 = std::env::var("KUMI_BENCH_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -7,7 +7,7 @@
 //! KUMI_BENCH_NATS_URL=nats://127.0.0.1:4222 cargo bench -p kumi-nats --bench nats_vs_raw
 //! ```
 //!
-//! `KUMI_BENCH_ONLY=rr,events,backlog,js` (any subset) runs only those sections.
+//! `KUMI_BENCH_ONLY=rr,events,backlog,js,rss` (any subset) runs only those sections.
 //!
 //! The benchmark starts its own `nats-server -js` on a free port with a temporary store and kills
 //! it at the end (`KUMI_BENCH_NATS_URL` uses an existing server instead; `KUMI_NATS_SERVER` names
@@ -38,6 +38,9 @@
 //!    inline), each from its own consumer with the same configuration (`max_ack_pending` 64, as
 //!    kumi sets for concurrency 64; deliver all); timed from binding the consumer until the server
 //!    reports nothing pending and nothing unacked. Best of `KUMI_BENCH_ROUNDS`.
+//!
+//! 5. **Idle memory**: the resident set of a service with an event route, a request route and an
+//!    HTTP route, idle on the server, measured in a child process.
 //!
 //! Consume tables also show the CPU time of the benchmark process per message (publisher and NATS
 //! client tasks included, the server excluded; Linux only): on a small machine throughput mostly
@@ -1585,7 +1588,11 @@ async fn run(url: &str, origin: &str, settings: &Settings) {
     }
 }
 
+#[path = "../../../benches/support/idle_rss.rs"]
+mod idle_rss;
+
 fn main() {
+    idle_rss::child(|url| async move { kumi_nats::connect(&url).await });
     let settings = Settings::from_env();
     let broker = Broker::start();
     let limit =
@@ -1597,6 +1604,9 @@ fn main() {
         .expect("tokio runtime");
     rt.block_on(run(&broker.url, &broker.origin, &settings));
     drop(rt);
+    if settings.runs("rss") {
+        idle_rss::line(&broker.url, &broker.url);
+    }
     done.store(true, Ordering::Release);
     drop(broker);
 }

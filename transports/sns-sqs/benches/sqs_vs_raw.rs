@@ -251,11 +251,27 @@ async fn run_raw(sqs: &aws_sdk_sqs::Client, n: u64, run: &str) -> f64 {
     secs
 }
 
-#[tokio::main]
-async fn main() {
+#[path = "../../../benches/support/idle_rss.rs"]
+mod idle_rss;
+
+fn main() {
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    idle_rss::child(|url| async move { kumi_sns_sqs::connect(&url).await });
     let endpoint = std::env::var("KUMI_BENCH_SNS_SQS_ENDPOINT")
         .unwrap_or_else(|_| "http://127.0.0.1:5000".to_owned());
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(bench(&endpoint));
+    let url = format!(
+        "sns+sqs://?region=us-east-1&endpoint={endpoint}&access_key_id=bench&secret_access_key=bench"
+    );
+    idle_rss::line(&url, &kumi_core::bus::redact(&url));
+}
+
+async fn bench(endpoint: &str) {
+    let endpoint = endpoint.to_owned();
     let env_u64 = |k: &str, d: u64| {
         std::env::var(k)
             .ok()
