@@ -1,4 +1,4 @@
-//! RabbitMQ interoperability with tomodachi (WIRE.md §1 and §5), checked with raw lapin clients:
+//! RabbitMQ interoperability with tomodachi (`docs/wire.md`, "JsonBase envelope" and "AMQP"), checked with raw lapin clients:
 //! the queue of a default-group route is named `sha256_hex(routing key)` (with
 //! `queue_names=tomodachi`), a tomodachi JsonBase body published by hand is handled, and a
 //! kumi-published body is a JsonBase envelope, persistent, with a message id.

@@ -2,8 +2,8 @@
 //! (`KUMI_TEST_SNS_SQS_ENDPOINT`, default `http://127.0.0.1:5000`). Every case uses unique topic
 //! names, so its topics and queues are its own; nothing global is reset.
 //!
-//! moto is not AWS: these runs prove kumi's logic against moto's model of SNS and SQS (see
-//! BROKERS.md for what moto fakes).
+//! moto is not AWS: these runs prove kumi's logic against moto's model of SNS and SQS (moto does
+//! not enforce IAM or queue policies, nor SNS subscription dead-letter queues).
 
 #![cfg(feature = "sns-sqs")]
 

@@ -4,8 +4,7 @@
 //! binding, and the startup errors for what SNS+SQS does not offer.
 //!
 //! Each test uses its own topics and queues; nothing global is reset. moto is not AWS: these tests
-//! prove kumi's behaviour against moto's model (BROKERS.md lists what moto fakes, e.g. it enforces
-//! no IAM or queue policies).
+//! prove kumi's behaviour against moto's model (it enforces no IAM or queue policies, for one).
 
 #![cfg(feature = "sns-sqs")]
 

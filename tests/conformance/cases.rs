@@ -1,4 +1,4 @@
-//! The conformance cases. Numbering follows CONFORMANCE.md; c21 (wildcards) and c22 (a retry
+//! The conformance cases. Numbering follows `docs/conformance.md`; c21 (wildcards) and c22 (a retry
 //! waiting out its backoff at concurrency 1) are kumi's own.
 
 use std::collections::{BTreeSet, HashMap};
@@ -514,7 +514,7 @@ struct Order {
 }
 
 /// Case 14: Envelope round trip: the same value through JsonBase (plain and compressed) and Raw; and
-/// hand-written tomodachi messages (WIRE.md §1) decode.
+/// hand-written tomodachi messages (`docs/wire.md`, "JsonBase envelope") decode.
 pub async fn c14_envelope_round_trip(h: Harness) {
     let bus = h.connect().await;
     let json_topic = unique("c14j");

@@ -1,4 +1,4 @@
-//! The cross-transport conformance suite (see CONFORMANCE.md in the design docs).
+//! The cross-transport conformance suite (`docs/conformance.md` describes every case).
 //!
 //! Every bus runs the same cases through a [`BusHarness`]; a case that needs a capability the bus
 //! does not declare is skipped *visibly* (a `SKIPPED` line on stderr naming the case, the bus and the

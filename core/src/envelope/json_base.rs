@@ -22,7 +22,7 @@ static LAST_PAYLOAD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicU
 /// Largest payload accepted when inflating a compressed `data` (guards against zlib bombs).
 const MAX_INFLATED: u64 = 256 * 1024 * 1024;
 
-/// tomodachi's JSON envelope, `tomodachi-json-base--1.0.0` (WIRE.md §1).
+/// tomodachi's JSON envelope, `tomodachi-json-base--1.0.0` (`docs/wire.md`, "JsonBase envelope").
 ///
 /// Encoding writes exactly what tomodachi's `JsonBase.build_message` writes: the same keys in the
 /// same order, Python's JSON text style, `message_uuid` = `<instance id>.<uuid4>`, the timestamp as
@@ -620,7 +620,7 @@ mod tests {
 
     #[test]
     fn decodes_a_tomodachi_fixture_zero_copy() {
-        // Written by hand from WIRE.md §1, as Python's json.dumps prints it.
+        // Written by hand from `docs/wire.md` ("JsonBase envelope"), as Python's json.dumps prints it.
         let body = Bytes::from_static(br#"{"service": {"name": "legacy", "uuid": "5f0c"}, "metadata": {"message_uuid": "5f0c.9d1e", "protocol_version": "tomodachi-json-base--1.0.0", "compatible_protocol_versions": ["json_base-wip"], "timestamp": 1732700000.5, "topic": "orders.created", "data_encoding": "raw"}, "data": {"id": 9, "note": "caf\u00e9"}}"#);
         let mut m = Message::new("orders.created", body.clone());
         JsonBase.decode(&mut m).unwrap();

@@ -1,5 +1,5 @@
 //! How kumi routes map onto RabbitMQ: exchange, routing keys, queues and their arguments
-//! (WIRE.md §5, tomodachi's topology, plus kumi's retry queues).
+//! (`docs/wire.md`, "AMQP": tomodachi's topology, plus kumi's retry queues).
 //!
 //! - **Exchange**: `amq.topic` unless the URL says `exchange=`; another name is declared `topic`,
 //!   durable.

@@ -1,6 +1,6 @@
-//! How kumi routes map onto NATS: subjects and queue groups for core NATS routes (WIRE §6 and
-//! the service API in [`crate::service_api`]), streams and durable pull consumers for JetStream
-//! routes (`docs/wire.md`, "NATS").
+//! How kumi routes map onto NATS: subjects and queue groups for core NATS routes (the service API
+//! in [`crate::service_api`]), streams and durable pull consumers for JetStream routes
+//! (`docs/wire.md`, "NATS" and "JetStream").
 //!
 //! - **Subjects**: the route's topic; NATS has `*` and `>`, not AMQP's `#`.
 //! - **Core NATS event routes** subscribe in the route's group as queue group (default: the

@@ -1,4 +1,4 @@
-//! Between kumi headers and SNS/SQS message attributes (WIRE.md §4).
+//! Between kumi headers and SNS/SQS message attributes (`docs/wire.md`, "SNS+SQS").
 //!
 //! Outgoing: the message id travels as `kumi-message-id`, the correlation id as
 //! `kumi-correlation-id`, trace context (`traceparent`, `tracestate`) and every other header as a

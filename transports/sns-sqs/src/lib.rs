@@ -6,7 +6,7 @@
 //! all options in [`url`]).
 //!
 //! Events are published to SNS topics; each event route consumes from an SQS queue subscribed to
-//! its topic, in tomodachi's topology (WIRE.md §4): tomodachi's topic name encoding, its
+//! its topic, in tomodachi's topology (`docs/wire.md`, "SNS+SQS"): tomodachi's topic name encoding, its
 //! notification bodies and direct-send wrapper, its message attribute types, and (opt-in) its
 //! queue names. Where tomodachi loses or mishandles messages kumi does not: a message is deleted
 //! only after its handler succeeded or it was dead-lettered; failures come back after the backoff

@@ -1,4 +1,4 @@
-//! Topic and queue names (WIRE.md §4).
+//! Topic and queue names (`docs/wire.md`, "SNS+SQS").
 //!
 //! - **Topics**: `encode(topic_prefix + topic)`, where every character outside `[A-Za-z0-9_*#-]`
 //!   becomes `___` + the lowercase hex of its UTF-8 bytes + `_` (tomodachi's encoding: `a.b` →

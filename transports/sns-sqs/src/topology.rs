@@ -1,4 +1,4 @@
-//! Topics, queues, subscriptions and policies (WIRE.md §4), and the [`SqsRoute`] option that tunes
+//! Topics, queues, subscriptions and policies (`docs/wire.md`, "SNS+SQS"), and the [`SqsRoute`] option that tunes
 //! them per route.
 //!
 //! For an event route kumi (unless least-privilege):
