@@ -1,17 +1,19 @@
-//! How a route takes deliveries from its bus: inline for a route of concurrency 1, through a
-//! worker pool otherwise. Either way no more deliveries are in hand than the route has handlers
+//! How a route takes deliveries from its bus: inline for a route of concurrency 1, handed to idle
+//! workers otherwise. Either way no more deliveries are in hand than the route has handlers
 //! (retries waiting in process aside, which the retry slots bound), and on drain the intake
 //! stops the bus's stream and handles what it had already received.
 
 use std::pin::pin;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use futures_util::task::AtomicWaker;
+use tokio::sync::{mpsc, Notify};
 
 use super::settle::{handle, Job};
 use super::Route;
-use crate::delivery::Deliveries;
-use crate::queue::Queue;
+use crate::delivery::{Deliveries, Delivery};
 
 /// Concurrency 1: the reading task is the handler. A retry waits in a task of its own and comes
 /// back through a channel, ahead of new deliveries; while none waits, the task reads the bus
@@ -80,21 +82,20 @@ pub(super) async fn inline<S: Deliveries>(mut deliveries: S, route: Arc<Route>) 
     }
 }
 
-/// Concurrency above 1: a reader takes a delivery only when one of the route's handler slots is
-/// free and queues it (with the slot) for as many workers as the route's concurrency.
+/// Concurrency above 1: as many workers as the route's concurrency, each with a mailbox of one.
+/// The reader takes a delivery from the bus only when a worker is idle, and hands it straight to
+/// that worker's mailbox: no shared queue, no lock held while handing over. A retry whose backoff
+/// has passed waits for an idle worker the same way.
 pub(super) async fn pool<S: Deliveries>(mut deliveries: S, route: Arc<Route>) {
-    let concurrency = route.concurrency;
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let jobs = Arc::new(Queue::new(concurrency));
-    // The queue stays open while the reader or a retry may still add to it.
-    let open = Arc::new(Open(Arc::clone(&jobs)));
-    for _ in 0..concurrency {
-        let worker = worker(
-            Arc::clone(&jobs),
-            Arc::downgrade(&open),
-            Arc::clone(&route),
-            Arc::clone(&permits),
-        );
+    let pool = Arc::new(Pool::new(route.concurrency));
+    for _ in 0..route.concurrency {
+        let mailbox = Arc::new(Mailbox::default());
+        pool.all
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::clone(&mailbox));
+        pool.idle(Arc::clone(&mailbox));
+        let worker = worker(Arc::clone(&pool), mailbox, Arc::clone(&route));
         route.shared.tracker.spawn(worker);
     }
     let mut stopped = false;
@@ -108,83 +109,163 @@ pub(super) async fn pool<S: Deliveries>(mut deliveries: S, route: Arc<Route>) {
             deliveries.stop().await;
             stopped = true;
         }
-        let permit = tokio::select! {
+        let mailbox = tokio::select! {
             biased;
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
+            mailbox = pool.idle_worker() => mailbox,
             () = &mut stop, if !stopped => continue,
             () = &mut abandon => break,
         };
-        let room = permits.available_permits() + 1;
+        let room = pool.idle_count() + 1;
         let next = tokio::select! {
             biased;
             next = deliveries.next(room) => next,
-            () = &mut stop, if !stopped => continue,
-            () = &mut abandon => break,
+            () = &mut stop, if !stopped => {
+                pool.idle(mailbox);
+                continue;
+            }
+            () = &mut abandon => {
+                pool.idle(mailbox);
+                break;
+            }
         };
-        let Some(delivery) = next else { break };
-        route.stats.received();
-        let job = (Job::first(delivery), permit);
-        if let Err(back) = jobs.push(job).await {
-            super::settle::give_back(&route, back.0.delivery).await;
+        let Some(delivery) = next else {
+            pool.idle(mailbox);
             break;
+        };
+        route.stats.received();
+        mailbox.put(Job::first(delivery));
+    }
+    // The workers finish what they hold and the retries still waiting, then stop.
+    pool.release();
+}
+
+/// What the reader, the workers and the waiting retries of a pooled route share.
+struct Pool<D> {
+    /// The workers with nothing to do.
+    idle: Mutex<Vec<Arc<Mailbox<D>>>>,
+    /// Notified when a worker becomes idle, for a reader or retry waiting for one.
+    became_idle: Notify,
+    /// Who may still hand out work: the reader and each retry waiting for its turn. The last to
+    /// go closes the mailboxes.
+    handing_out: AtomicUsize,
+    all: Mutex<Vec<Arc<Mailbox<D>>>>,
+}
+
+impl<D> Pool<D> {
+    fn new(concurrency: usize) -> Self {
+        Self {
+            idle: Mutex::new(Vec::with_capacity(concurrency)),
+            became_idle: Notify::new(),
+            handing_out: AtomicUsize::new(1),
+            all: Mutex::new(Vec::with_capacity(concurrency)),
         }
     }
-    drop(open);
-    // The workers finish what is queued and the retries still waiting, then stop.
-}
 
-/// Closes a pool's queue once the last holder (the reader, a waiting retry) is gone.
-struct Open<D>(Arc<Queue<PoolJob<D>>>);
+    /// `mailbox`'s worker has nothing to do.
+    fn idle(&self, mailbox: Arc<Mailbox<D>>) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(mailbox);
+        self.became_idle.notify_one();
+    }
 
-impl<D> Drop for Open<D> {
-    fn drop(&mut self) {
-        self.0.close();
+    fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// An idle worker's mailbox, waiting for one if all are busy.
+    async fn idle_worker(&self) -> Arc<Mailbox<D>> {
+        loop {
+            let note = self.became_idle.notified();
+            let mut note = pin!(note);
+            note.as_mut().enable();
+            if let Some(mailbox) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+                return mailbox;
+            }
+            note.await;
+        }
+    }
+
+    /// One who could hand out work is done; the last one closes the mailboxes.
+    fn release(&self) {
+        if self.handing_out.fetch_sub(1, Ordering::AcqRel) == 1 {
+            for mailbox in self.all.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                mailbox.close();
+            }
+        }
     }
 }
 
-/// A job with the handler slot it holds.
-type PoolJob<D> = (Job<D>, OwnedSemaphorePermit);
+/// A worker's mailbox: at most one job, and a waker.
+struct Mailbox<D> {
+    job: Mutex<Option<Job<D>>>,
+    closed: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl<D> Default for Mailbox<D> {
+    fn default() -> Self {
+        Self {
+            job: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        }
+    }
+}
+
+impl<D> Mailbox<D> {
+    fn put(&self, job: Job<D>) {
+        *self.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
+        self.waker.wake();
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// The next job; `None` once closed and empty.
+    fn take(&self) -> impl std::future::Future<Output = Option<Job<D>>> + '_ {
+        std::future::poll_fn(move |cx| {
+            let take = || self.job.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(job) = take() {
+                return Poll::Ready(Some(job));
+            }
+            self.waker.register(cx.waker());
+            // Checked again once registered: a job put in between is not missed.
+            if let Some(job) = take() {
+                return Poll::Ready(Some(job));
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+    }
+}
 
 /// One handler of a pooled route.
-async fn worker<D: crate::delivery::Delivery>(
-    jobs: Arc<Queue<PoolJob<D>>>,
-    requeue: Weak<Open<D>>,
-    route: Arc<Route>,
-    permits: Arc<Semaphore>,
-) {
+async fn worker<D: Delivery>(pool: Arc<Pool<D>>, mailbox: Arc<Mailbox<D>>, route: Arc<Route>) {
     let mut slot = route.service.slot();
-    while let Some((job, permit)) = jobs.pop().await {
-        let mut next = handle(&route, &mut slot, job.delivery, job.retries).await;
-        drop(permit);
-        while let Some(backoff) = next.take() {
+    while let Some(job) = mailbox.take().await {
+        let next = handle(&route, &mut slot, job.delivery, job.retries).await;
+        pool.idle(Arc::clone(&mailbox));
+        if let Some(backoff) = next {
+            // With every slot taken this waits for an earlier backoff to end.
             let retry_slot = route.retry_slots.acquire().await;
-            let Some(open) = requeue.upgrade() else {
-                // The intake has ended (draining): retry here.
-                if let Some(job) = backoff.wait(retry_slot, &route).await {
-                    next = handle(&route, &mut slot, job.delivery, job.retries).await;
-                }
-                continue;
-            };
-            let route2 = Arc::clone(&route);
-            let permits = Arc::clone(&permits);
+            pool.handing_out.fetch_add(1, Ordering::AcqRel);
+            let (pool, route2) = (Arc::clone(&pool), Arc::clone(&route));
             route.shared.tracker.spawn(async move {
-                let Some(job) = backoff.wait(retry_slot, &route2).await else {
-                    return;
-                };
-                let permit = tokio::select! {
-                    permit = permits.acquire_owned() => permit,
-                    () = route2.shared.abandon.cancelled() => {
-                        super::settle::give_back(&route2, job.delivery).await;
-                        return;
+                if let Some(job) = backoff.wait(retry_slot, &route2).await {
+                    tokio::select! {
+                        mailbox = pool.idle_worker() => mailbox.put(job),
+                        () = route2.shared.abandon.cancelled() => {
+                            super::settle::give_back(&route2, job.delivery).await;
+                        }
                     }
-                };
-                let Ok(permit) = permit else { return };
-                if let Err(back) = open.0.push((job, permit)).await {
-                    super::settle::give_back(&route2, back.0.delivery).await;
                 }
+                pool.release();
             });
         }
     }
