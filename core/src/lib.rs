@@ -27,7 +27,6 @@ pub mod memory;
 pub mod message;
 pub mod middleware;
 pub mod outcome;
-pub(crate) mod queue;
 pub mod retry;
 pub mod router;
 pub mod runner;

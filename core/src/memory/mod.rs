@@ -20,6 +20,7 @@
 
 mod bus;
 mod consumer;
+mod queue;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};

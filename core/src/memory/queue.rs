@@ -1,5 +1,4 @@
-//! A bounded async queue, many writers and one or more competing readers: the in-memory bus's
-//! topic queues and the hand-over from a pooled route's intake to its workers.
+//! The in-memory bus's bounded queue: many publishers, one or more competing readers.
 //!
 //! Waking a task on another thread costs more than handling a small message, so the queue wakes
 //! as little as it can: a reader only when one is waiting, and publishers waiting for room only
@@ -20,7 +19,7 @@ struct State<T> {
 }
 
 /// A bounded queue. See the [module docs](self).
-pub(crate) struct Queue<T> {
+pub(super) struct Queue<T> {
     state: Mutex<State<T>>,
     capacity: usize,
     /// Readers waiting for an item.
@@ -32,7 +31,7 @@ pub(crate) struct Queue<T> {
 }
 
 /// Why an item could not be queued at once.
-pub(crate) enum TryPushError<T> {
+pub(super) enum TryPushError<T> {
     /// The queue is full.
     Full(T),
     /// The queue is closed.
@@ -40,7 +39,7 @@ pub(crate) enum TryPushError<T> {
 }
 
 impl<T> Queue<T> {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(super) fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         Self {
             state: Mutex::new(State {
@@ -60,7 +59,7 @@ impl<T> Queue<T> {
     }
 
     /// Queues `item` if there is room now.
-    pub(crate) fn try_push(&self, item: T) -> Result<(), TryPushError<T>> {
+    pub(super) fn try_push(&self, item: T) -> Result<(), TryPushError<T>> {
         {
             let mut state = self.lock();
             if state.closed {
@@ -78,7 +77,7 @@ impl<T> Queue<T> {
     }
 
     /// Queues `item`, waiting while the queue is full. `Err` when the queue is closed.
-    pub(crate) async fn push(&self, mut item: T) -> Result<(), T> {
+    pub(super) async fn push(&self, mut item: T) -> Result<(), T> {
         loop {
             let room = self.has_room.notified();
             let mut room = pin!(room);
@@ -110,7 +109,7 @@ impl<T> Queue<T> {
     }
 
     /// Takes the next item if there is one; `Err(true)` when the queue is closed and empty.
-    pub(crate) fn try_pop(&self) -> Result<T, bool> {
+    pub(super) fn try_pop(&self) -> Result<T, bool> {
         let (item, left) = {
             let mut state = self.lock();
             match state.items.pop_front() {
@@ -125,7 +124,7 @@ impl<T> Queue<T> {
     }
 
     /// The next item, waiting for one; `None` once the queue is closed and empty. Cancel-safe.
-    pub(crate) async fn pop(&self) -> Option<T> {
+    pub(super) async fn pop(&self) -> Option<T> {
         loop {
             match self.try_pop() {
                 Ok(item) => return Some(item),
@@ -154,14 +153,14 @@ impl<T> Queue<T> {
     }
 
     /// Closes the queue: publishing fails from now on; readers get what is left, then `None`.
-    pub(crate) fn close(&self) {
+    pub(super) fn close(&self) {
         self.lock().closed = true;
         self.has_items.notify_waiters();
         self.has_room.notify_waiters();
     }
 
     /// Takes out what is left.
-    pub(crate) fn drain(&self) -> Vec<T> {
+    pub(super) fn drain(&self) -> Vec<T> {
         let left = self.lock().items.drain(..).collect();
         self.has_room.notify_waiters();
         left
