@@ -33,7 +33,6 @@ use crate::bus::topic::matches;
 use crate::bus::Sharing;
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::{Headers, Message, Outgoing};
-use crate::queue;
 use crate::settlement::{Reply, RouteKind};
 
 const DEFAULT_CAPACITY: usize = 1024;
