@@ -26,7 +26,7 @@ use crate::message::Message;
 use crate::outcome::{FailureKind, Outcome};
 use crate::retry::RetryPolicy;
 use crate::settlement::{
-    DeadLetter, DeadLetterKind, Reply, RouteKind, Settlement, DEAD_LETTER_REASON,
+    dead_letter_topic, DeadLetter, DeadLetterKind, Reply, RouteKind, Settlement, DEAD_LETTER_REASON,
 };
 
 /// What a route decides with: its name, kind, envelope, retry policy and dead-letter topic.
@@ -146,14 +146,6 @@ impl RoutePolicy {
             "message dead-lettered"
         );
         Settlement::DeadLetter(dead_letter)
-    }
-}
-
-/// `dlq.<topic>` unless a route names its dead-letter topic.
-pub(crate) fn dead_letter_topic(configured: Option<&str>, topic: &str) -> String {
-    match configured {
-        Some(t) => t.to_owned(),
-        None => format!("dlq.{topic}"),
     }
 }
 

@@ -156,6 +156,14 @@ impl DeadLetter {
     }
 }
 
+/// `dlq.<topic>` unless a route names its dead-letter topic.
+pub fn dead_letter_topic(configured: Option<&str>, topic: &str) -> String {
+    match configured {
+        Some(t) => t.to_owned(),
+        None => format!("dlq.{topic}"),
+    }
+}
+
 /// How a message is to be settled after its dispatch.
 #[derive(Debug, Clone)]
 pub enum Settlement {

@@ -123,7 +123,7 @@ impl Subscription {
     /// Where messages of `topic` (the route's pattern, or a concrete topic it matched) are
     /// dead-lettered: the route's dead-letter topic, else `dlq.<topic>`.
     pub fn dead_letter_topic(&self, topic: &str) -> String {
-        crate::dispatch::dead_letter_topic(self.dead_letter_topic.as_deref(), topic)
+        crate::settlement::dead_letter_topic(self.dead_letter_topic.as_deref(), topic)
     }
 }
 
