@@ -83,7 +83,8 @@ pub(super) async fn inline<S: Deliveries>(mut deliveries: S, route: Arc<Route>) 
 }
 
 /// Concurrency above 1: the reader takes a delivery from the bus only when one of the route's
-/// `concurrency` message paths is free, and starts the delivery on it right there. A handler that
+/// `concurrency` message paths is free (a retry due meanwhile takes it first), and starts the
+/// delivery on it right there. A handler that
 /// finishes without waiting (the usual case for a fast handler) is done without any hand-over
 /// between tasks; one that waits goes on in a task of its own, while the reader takes the next
 /// delivery. Never more than `concurrency` run at once. A retry waits in its own task and runs
@@ -101,30 +102,30 @@ pub(super) async fn pool<S: Deliveries>(mut deliveries: S, route: Arc<Route>) {
             deliveries.stop().await;
             stopped = true;
         }
-        let path = tokio::select! {
+        // A path is free (not taken yet: a retry waiting for one gets it first).
+        tokio::select! {
             biased;
-            path = paths.take() => path,
+            () = paths.any_free() => {}
             () = &mut stop, if !stopped => continue,
             () = &mut abandon => break,
-        };
-        let room = paths.free() + 1;
+        }
+        let room = paths.free().max(1);
         let next = tokio::select! {
             biased;
             next = deliveries.next(room) => next,
-            () = &mut stop, if !stopped => {
-                paths.put(path);
-                continue;
-            }
+            () = &mut stop, if !stopped => continue,
+            () = &mut abandon => break,
+        };
+        let Some(delivery) = next else { break };
+        route.stats.received();
+        let path = tokio::select! {
+            biased;
+            path = paths.take() => path,
             () = &mut abandon => {
-                paths.put(path);
+                super::settle::give_back(&route, delivery).await;
                 break;
             }
         };
-        let Some(delivery) = next else {
-            paths.put(path);
-            break;
-        };
-        route.stats.received();
         let mut job = Box::pin(run(
             Arc::clone(&route),
             Arc::clone(&paths),
@@ -168,7 +169,20 @@ impl Paths {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(path);
-        self.put_back.notify_one();
+        self.put_back.notify_waiters();
+    }
+
+    /// Waits until a path is free, without taking it.
+    async fn any_free(&self) {
+        loop {
+            let note = self.put_back.notified();
+            let mut note = pin!(note);
+            note.as_mut().enable();
+            if self.free() > 0 {
+                return;
+            }
+            note.await;
+        }
     }
 
     /// A free path, waiting for one if all are in use.

@@ -442,3 +442,47 @@ async fn never_more_handlers_than_the_concurrency_and_no_route_after_drain() {
     );
     assert_eq!(again.unwrap_err().kind(), ErrorKind::Closed);
 }
+
+#[tokio::test]
+async fn a_retry_due_runs_while_the_reader_waits_for_the_bus() {
+    // Concurrency 2: message 1's handler is busy for long, message 2 fails once. Its retry must
+    // not wait for message 1 (nor for a new message) while the reader waits for the bus.
+    let runtime = Runtime::new();
+    let script = Arc::new(Script::default());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let service = DispatchService::new(tower::service_fn(|m: Message| async move {
+        let n: u32 = std::str::from_utf8(&m.payload).unwrap().parse().unwrap();
+        if n == 1 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        Ok::<_, Infallible>(if n == 2 && m.attempt == 1 {
+            retry()
+        } else {
+            Settlement::Ack
+        })
+    }));
+    runtime
+        .start(
+            Consumer::new(TestDeliveries {
+                rx,
+                script: Arc::clone(&script),
+            }),
+            RouteSpec {
+                name: "svc.route".into(),
+                kind: RouteKind::Event,
+                concurrency: 2,
+                service,
+                stats: Arc::new(RouteStats::new()),
+            },
+        )
+        .unwrap();
+    tx.send(1).unwrap();
+    tx.send(2).unwrap();
+    let started = Instant::now();
+    wait_for(&script, |e| e.iter().any(|e| e == "ack 2")).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the retry waited {:?}",
+        started.elapsed()
+    );
+}
