@@ -208,21 +208,23 @@ async fn run<D: Delivery>(
     job: Job<D>,
 ) {
     let mut next = handle(&route, &mut path, job.delivery, job.retries).await;
-    paths.put(path);
     while let Some(backoff) = next.take() {
-        // With every slot taken this waits for an earlier backoff to end.
+        // With every retry slot taken this waits for an earlier backoff to end, still holding
+        // its message path: the route takes no more from the bus while its retries are full.
         let retry_slot = route.retry_slots.acquire().await;
+        paths.put(path);
         let Some(job) = backoff.wait(retry_slot, &route).await else {
             return;
         };
-        let mut path = tokio::select! {
+        let taken = tokio::select! {
             path = paths.take() => path,
             () = route.shared.abandon.cancelled() => {
                 super::settle::give_back(&route, job.delivery).await;
                 return;
             }
         };
+        path = taken;
         next = handle(&route, &mut path, job.delivery, job.retries).await;
-        paths.put(path);
     }
+    paths.put(path);
 }
