@@ -3,10 +3,8 @@
 //! (retries waiting in process aside, which the retry slots bound), and on drain the intake
 //! stops the bus's stream and handles what it had already received.
 
-use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 
 use tokio::sync::{mpsc, Notify};
 
@@ -83,11 +81,9 @@ pub(super) async fn inline<S: Deliveries>(mut deliveries: S, route: Arc<Route>) 
 }
 
 /// Concurrency above 1: the reader takes a delivery from the bus only when one of the route's
-/// `concurrency` message paths is free (a retry due meanwhile takes it first), and starts the
-/// delivery on it right there. A handler that
-/// finishes without waiting (the usual case for a fast handler) is done without any hand-over
-/// between tasks; one that waits goes on in a task of its own, while the reader takes the next
-/// delivery. Never more than `concurrency` run at once. A retry waits in its own task and runs
+/// `concurrency` message paths is free (a retry due meanwhile takes it first), and runs the
+/// delivery on that path in a task of its own, while the reader takes the next delivery. Never
+/// more than `concurrency` run at once. A retry waits in its own task and runs
 /// there once its backoff has passed and a message path is free.
 pub(super) async fn pool<S: Deliveries>(mut deliveries: S, route: Arc<Route>) {
     let paths = Arc::new(Paths::new(&route));
@@ -126,18 +122,14 @@ pub(super) async fn pool<S: Deliveries>(mut deliveries: S, route: Arc<Route>) {
                 break;
             }
         };
-        let mut job = Box::pin(run(
+        // A task per delivery: handlers of one route run in parallel on every worker thread,
+        // a handler busy computing included.
+        route.shared.tracker.spawn(run(
             Arc::clone(&route),
             Arc::clone(&paths),
             path,
             Job::first(delivery),
         ));
-        // One poll here: a handler that does not wait is done without a hand-over.
-        let waiting =
-            std::future::poll_fn(|cx| Poll::Ready(job.as_mut().poll(cx).is_pending())).await;
-        if waiting {
-            route.shared.tracker.spawn(job);
-        }
     }
 }
 
