@@ -13,10 +13,12 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::CatchUnwind;
 use futures_util::FutureExt;
+use tokio::time::Sleep;
 use tower::Service;
 
 use crate::envelope::{EncodeContext, SharedEnvelope};
@@ -26,7 +28,8 @@ use crate::message::Message;
 use crate::outcome::{FailureKind, Outcome};
 use crate::retry::RetryPolicy;
 use crate::settlement::{
-    dead_letter_topic, DeadLetter, DeadLetterKind, Reply, RouteKind, Settlement, DEAD_LETTER_REASON,
+    dead_letter_topic, DeadLetter, DeadLetterKind, Reply, RouteKind, Settlement,
+    DEAD_LETTER_REASON, ORIGINAL_TOPIC,
 };
 
 /// What a route decides with: its name, kind, envelope, retry policy and dead-letter topic.
@@ -37,6 +40,8 @@ pub struct RoutePolicy {
     retry: RetryPolicy,
     dead_letter_topic: Option<String>,
     identity: Identity,
+    /// How long one attempt may run before it fails; `None`: no bound.
+    timeout: Option<Duration>,
 }
 
 impl fmt::Debug for RoutePolicy {
@@ -46,6 +51,7 @@ impl fmt::Debug for RoutePolicy {
             .field("kind", &self.kind)
             .field("envelope", &self.envelope.name())
             .field("retry", &self.retry)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -58,6 +64,7 @@ impl RoutePolicy {
         retry: RetryPolicy,
         dead_letter_topic: Option<String>,
         identity: Identity,
+        timeout: Option<Duration>,
     ) -> Self {
         Self {
             name,
@@ -66,6 +73,7 @@ impl RoutePolicy {
             retry,
             dead_letter_topic,
             identity,
+            timeout,
         }
     }
 
@@ -149,6 +157,20 @@ impl RoutePolicy {
     }
 }
 
+/// Whether `message` is a dead letter consumed from the dead-letter topic it was sent to
+/// (`dlq.<original topic>`): failing again, it is not dead-lettered a second time. The headers
+/// alone do not make a dead letter: a message carrying them on any other topic (a dead letter
+/// replayed onto its original topic, or a producer setting them) fails like any other.
+fn is_dead_letter_of(message: &Message) -> bool {
+    if message.headers.get(DEAD_LETTER_REASON).is_none() {
+        return false;
+    }
+    message
+        .headers
+        .get(ORIGINAL_TOPIC)
+        .is_some_and(|original| *message.topic == *dead_letter_topic(None, original))
+}
+
 /// The outermost service of a route: envelope, the route's stack, panics, retry policy. See the
 /// [module docs](self).
 #[derive(Clone)]
@@ -211,7 +233,7 @@ where
                 policy.envelope.name()
             )),
         };
-        let is_dead_letter = message.headers.get(DEAD_LETTER_REASON).is_some();
+        let is_dead_letter = is_dead_letter_of(&message);
         if let Some(error) = decode_error {
             let settlement = policy.failed(
                 &message.topic,
@@ -287,6 +309,18 @@ impl Call {
         };
         policy.failed(&self.topic, self.attempt, kind, error, self.is_dead_letter)
     }
+
+    /// The attempt ran longer than the route's timeout: it failed, and is retried like any
+    /// failure.
+    fn timed_out(self, limit: Duration) -> Settlement {
+        self.policy.failed(
+            &self.topic,
+            self.attempt,
+            FailureKind::Retryable,
+            format!("handler timed out after {limit:?}"),
+            self.is_dead_letter,
+        )
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -307,6 +341,9 @@ pin_project_lite::pin_project! {
             #[pin]
             future: CatchUnwind<AssertUnwindSafe<F>>,
             call: Option<Call>,
+            // The route's timeout, started when the call first has to wait (a call that
+            // finishes on its first poll costs no timer).
+            timer: Option<Pin<Box<Sleep>>>,
         },
     }
 }
@@ -325,6 +362,7 @@ impl<F: Future> DispatchFuture<F> {
             state: State::Running {
                 future: AssertUnwindSafe(future).catch_unwind(),
                 call: Some(call),
+                timer: None,
             },
         }
     }
@@ -338,18 +376,31 @@ where
     type Output = Result<Settlement, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Done { settlement } => Poll::Ready(Ok(settlement
-                .take()
-                .expect("a dispatch future is not polled after it completed"))),
-            StateProj::Running { future, call } => {
-                let outcome = std::task::ready!(future.poll(cx));
-                let call = call
-                    .take()
-                    .expect("a dispatch future is not polled after it completed");
-                Poll::Ready(Ok(call.settle(outcome)))
+        const DONE: &str = "a dispatch future is not polled after it completed";
+        let mut state = self.project().state;
+        let (call, limit) = match state.as_mut().project() {
+            StateProj::Done { settlement } => {
+                return Poll::Ready(Ok(settlement.take().expect(DONE)));
             }
-        }
+            StateProj::Running {
+                future,
+                call,
+                timer,
+            } => {
+                if let Poll::Ready(outcome) = future.poll(cx) {
+                    return Poll::Ready(Ok(call.take().expect(DONE).settle(outcome)));
+                }
+                let Some(limit) = call.as_ref().and_then(|c| c.policy.timeout) else {
+                    return Poll::Pending;
+                };
+                let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                std::task::ready!(timer.as_mut().poll(cx));
+                (call.take().expect(DONE), limit)
+            }
+        };
+        // The handler is dropped here, not when the worker takes its next message.
+        state.set(State::Done { settlement: None });
+        Poll::Ready(Ok(call.timed_out(limit)))
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tower::util::BoxCloneSyncService;
-use tower::{Layer, Service, ServiceBuilder};
+use tower::{Layer, Service};
 
 use crate::bus::{validate_pattern, Sharing, Subscription};
 use crate::client::Client;
@@ -19,7 +19,7 @@ use crate::envelope::{default_envelope, JsonStyle, Raw, SharedEnvelope};
 use crate::error::{BoxError, Error, Result};
 use crate::handler::{handler_name, Handler, HandlerService, RouteService};
 use crate::message::{Extensions, Message};
-use crate::middleware::{TimeoutLayer, TraceLayer};
+use crate::middleware::TraceLayer;
 use crate::outcome::Outcome;
 use crate::retry::RetryPolicy;
 use crate::setting::IntoDuration;
@@ -28,6 +28,21 @@ use crate::stats::RouteStats;
 
 /// Default number of messages one route handles at once.
 pub const DEFAULT_CONCURRENCY: usize = 16;
+
+/// How long one attempt of a bus route's handler may run unless its route
+/// ([`RouteBuilder::timeout`], [`RouteBuilder::no_timeout`]) or service ([`Router::timeout`],
+/// [`Router::no_timeout`]) says otherwise: a hung handler fails, is retried and at last
+/// dead-lettered, instead of holding its message (and extending its lease) forever.
+pub const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A timeout, or why it is not one.
+fn checked_timeout(timeout: impl IntoDuration) -> std::result::Result<Duration, String> {
+    match timeout.into_duration() {
+        Ok(timeout) if timeout.is_zero() => Err("the timeout must be longer than zero".to_owned()),
+        Ok(timeout) => Ok(timeout),
+        Err(e) => Err(format!("timeout {e}")),
+    }
+}
 
 /// Builds a route's whole message path around its handler: the trace span, then (for routes with
 /// middleware) the boxed stack `wrap` builds, then [`Dispatch`](crate::dispatch::Dispatch). A
@@ -57,7 +72,8 @@ pub struct RouteDef<S> {
     retry: RetryPolicy,
     envelope: Option<SharedEnvelope>,
     dead_letter_topic: Option<String>,
-    timeout: Option<Duration>,
+    /// `None`: the service's timeout; `Some(None)`: none.
+    timeout: Option<Option<Duration>>,
     layers: Vec<WrapService>,
     options: Extensions,
     make: MakeService<S>,
@@ -91,6 +107,9 @@ type OptionDefault = Arc<dyn Fn(&mut Extensions) + Send + Sync>;
 pub(crate) struct ServiceWide {
     layers: Vec<WrapService>,
     options: Vec<OptionDefault>,
+    /// The handler timeout of routes that set none (`Some(None)`: no timeout), or why the
+    /// value given is invalid.
+    timeout: Option<Result<Option<Duration>, String>>,
 }
 
 impl<S> fmt::Debug for Router<S> {
@@ -186,6 +205,22 @@ impl<S: Send + Sync + 'static> Router<S> {
         self
     }
 
+    /// Fails (and retries) an attempt of any of this service's bus routes that runs longer than
+    /// `timeout` (instead of [`DEFAULT_HANDLER_TIMEOUT`]), unless the route sets its own
+    /// ([`RouteBuilder::timeout`]). A `Duration` or a string such as `"5m"`; an invalid string
+    /// or a zero timeout fails the service's start.
+    pub fn timeout(&mut self, timeout: impl IntoDuration) -> &mut Self {
+        self.wide.timeout = Some(checked_timeout(timeout).map(Some));
+        self
+    }
+
+    /// No handler timeout for this service's bus routes, except those that set their own: a
+    /// handler may run (and extend its message's lease) for as long as it takes.
+    pub fn no_timeout(&mut self) -> &mut Self {
+        self.wide.timeout = Some(Ok(None));
+        self
+    }
+
     /// Sets a transport-specific option (see [`RouteBuilder::option`]) for every bus route of
     /// this service, including routes added after start, except those that set their own option
     /// of the same type (which replaces this one as a whole). A later call with a value of the
@@ -231,6 +266,9 @@ impl<S: Send + Sync + 'static> Router<S> {
     pub(crate) fn extend_service_wide(&mut self, wide: &ServiceWide) {
         self.wide.layers.extend(wide.layers.iter().cloned());
         self.wide.options.extend(wide.options.iter().cloned());
+        if self.wide.timeout.is_none() {
+            self.wide.timeout.clone_from(&wide.timeout);
+        }
     }
 
     /// Turns the routes into bus subscriptions for a running service, each with what the
@@ -244,7 +282,18 @@ impl<S: Send + Sync + 'static> Router<S> {
         let ServiceWide {
             layers: service_layers,
             options: option_defaults,
+            timeout: service_timeout,
         } = self.wide;
+        let service_timeout = match service_timeout {
+            None => Some(DEFAULT_HANDLER_TIMEOUT),
+            Some(Ok(timeout)) => timeout,
+            Some(Err(problem)) => {
+                return Err(Error::config(format!(
+                    "service {}: {problem}",
+                    identity.name
+                )))
+            }
+        };
         let mut service_options = Extensions::default();
         for default in &option_defaults {
             default(&mut service_options);
@@ -283,12 +332,12 @@ impl<S: Send + Sync + 'static> Router<S> {
                     r.retry.clone(),
                     r.dead_letter_topic.clone(),
                     identity.clone(),
+                    r.timeout.unwrap_or(service_timeout),
                 ));
-                let bare = r.timeout.is_none() && r.layers.is_empty() && service_layers.is_empty();
+                let bare = r.layers.is_empty() && service_layers.is_empty();
                 let wrap: Option<Box<dyn FnOnce(RouteService) -> RouteService>> = if bare {
                     None
                 } else {
-                    let timeout = r.timeout;
                     let layers: Vec<WrapService> = r
                         .layers
                         .iter()
@@ -296,13 +345,6 @@ impl<S: Send + Sync + 'static> Router<S> {
                         .cloned()
                         .collect();
                     Some(Box::new(move |mut svc: RouteService| {
-                        if let Some(timeout) = timeout {
-                            svc = BoxCloneSyncService::new(
-                                ServiceBuilder::new()
-                                    .layer(TimeoutLayer::new(timeout))
-                                    .service(svc),
-                            );
-                        }
                         for wrap in &layers {
                             svc = wrap(svc);
                         }
@@ -487,20 +529,26 @@ impl<S> RouteBuilder<'_, S> {
         self.dead_letter_topic(topic)
     }
 
-    /// Fails (and retries) a handler call that takes longer than `timeout`: a `Duration` or a
-    /// string such as `"5s"` (see [`IntoDuration`]). An invalid string or a zero timeout fails
-    /// the service's start.
+    /// Fails (and retries) an attempt that runs longer than `timeout` (instead of the
+    /// service's, [`Router::timeout`], or [`DEFAULT_HANDLER_TIMEOUT`]): the handler is dropped,
+    /// its message's lease is no longer extended, and the failure is retried or dead-lettered
+    /// like any other. A `Duration` or a string such as `"5s"` (see [`IntoDuration`]). An
+    /// invalid string or a zero timeout fails the service's start.
     pub fn timeout(self, timeout: impl IntoDuration) -> Self {
-        match timeout.into_duration() {
-            Ok(timeout) if timeout.is_zero() => {
-                self.reject("the timeout must be longer than zero".to_owned())
-            }
+        match checked_timeout(timeout) {
             Ok(timeout) => {
-                self.route.timeout = Some(timeout);
+                self.route.timeout = Some(Some(timeout));
                 self
             }
-            Err(e) => self.reject(format!("timeout {e}")),
+            Err(problem) => self.reject(problem),
         }
+    }
+
+    /// No handler timeout for this route, whatever the service's: its handler may run (and
+    /// extend its message's lease) for as long as it takes.
+    pub fn no_timeout(self) -> Self {
+        self.route.timeout = Some(None);
+        self
     }
 
     /// Wraps this route's handler in a tower layer. Later layers wrap earlier ones.

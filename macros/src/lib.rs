@@ -106,7 +106,7 @@ use proc_macro::TokenStream;
 ///
 /// | attribute | router method | builder (options) |
 /// |---|---|---|
-/// | `#[subscribe(topic, ..)]`, `#[request(topic, ..)]` | `Router::subscribe`, `Router::request` | `RouteBuilder`: `group`, `broadcast`, `concurrency`, `retries`, `backoff = ("1s", "30s")`, `envelope`, `dead_letter` / `dead_letter_topic`, `timeout = "5s"`, `option`, `layer`, `retry_policy` |
+/// | `#[subscribe(topic, ..)]`, `#[request(topic, ..)]` | `Router::subscribe`, `Router::request` | `RouteBuilder`: `group`, `broadcast`, `concurrency`, `retries`, `backoff = ("1s", "30s")`, `envelope`, `dead_letter` / `dead_letter_topic`, `timeout = "5s"`, `no_timeout`, `option`, `layer`, `retry_policy` |
 /// | `#[http(GET, "/orders/{id}", ..)]` | `HttpRouterExt::http` (the method is `GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `HEAD` or `OPTIONS`) | `HttpRoute`: `layer`, `protocol` |
 /// | `#[http_error(404)]` | `HttpRouterExt::http_error` (400 to 599) | `HttpErrorRoute` |
 /// | `#[websocket("/ws/{room}", ..)]` | `WebSocketRouterExt::websocket` | `WebSocketRoute`: `max_message_size`, `ping_interval = "20s"`, `pong_timeout`, `close_timeout`, `send_queue`, `recv_queue`, `on_connect = method`, `on_close = method`, `layer` |

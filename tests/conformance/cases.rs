@@ -933,3 +933,137 @@ pub async fn c22_retry_backoff_does_not_hold_up_a_single_consumer(h: Harness) {
     );
     app.shutdown(DRAIN).await.expect("shutdown");
 }
+
+/// Case 23: A handler that never finishes is dropped at its route's timeout, and the attempt
+/// fails like any other (retried, then dead-lettered with the reason): the route goes on with
+/// the next messages, and no lease is extended forever.
+pub async fn c23_hung_handler_times_out(h: Harness) {
+    let bus = h.connect().await;
+    if skip_unless(
+        h.name(),
+        "c23",
+        caps(&bus),
+        &[
+            ("dead_letter", |c| c.dead_letter),
+            ("redelivery", |c| c.redelivery),
+        ],
+    ) {
+        return;
+    }
+    let topic = unique("c23");
+    let dlq = format!("dlq.{topic}");
+    let (probe, mut rx) = Probe::new(
+        "c23",
+        vec![ProbeRoute::events(&topic)
+            .concurrency(1)
+            .retries(1)
+            .timeout(Duration::from_millis(300))],
+    );
+    let (watch, mut dead) = Probe::new("c23-dlq", vec![ProbeRoute::events(&dlq).raw()]);
+    let app = start(&bus, &[&watch, &probe]).await;
+    let client = app.client();
+    client
+        .publish(&topic, &json!({"n": 0, "hang": true}))
+        .await
+        .expect("publish");
+    for n in 1..=3u64 {
+        client
+            .publish(&topic, &json!({"n": n}))
+            .await
+            .expect("publish");
+    }
+    assert_eq!(
+        ids(&recv_n(&mut rx, 3).await),
+        (1..=3).collect(),
+        "the route of concurrency 1 went on past the hung handler"
+    );
+    let d = recv_n(&mut dead, 1).await.remove(0);
+    assert_eq!(d.headers.get(ORIGINAL_TOPIC), Some(topic.as_str()));
+    assert_eq!(
+        d.headers.get(ATTEMPTS),
+        Some("2"),
+        "both attempts timed out"
+    );
+    assert_eq!(d.headers.get(DEAD_LETTER_KIND), Some("exhausted"));
+    let reason = d.headers.get(DEAD_LETTER_REASON).unwrap_or("");
+    assert!(
+        reason.contains("timed out after 300ms"),
+        "the reason names the timeout: {reason:?}"
+    );
+    assert_eq!(probe.in_flight(), 0, "the hung handler was dropped");
+    assert_eq!(probe.attempts(), 3 + 2);
+    app.shutdown(DRAIN).await.expect("shutdown");
+}
+
+/// Case 24: Dead-letter headers alone do not make a dead letter: a message carrying them on its
+/// own topic (a dead letter replayed there, or a producer setting them) that fails is
+/// dead-lettered like any other, never acknowledged away. Only a dead letter failing on the
+/// dead-letter topic it was sent to is not dead-lettered a second time.
+pub async fn c24_dead_letter_headers_do_not_hide_failures(h: Harness) {
+    let bus = h.connect().await;
+    if skip_unless(
+        h.name(),
+        "c24",
+        caps(&bus),
+        &[("dead_letter", |c| c.dead_letter)],
+    ) {
+        return;
+    }
+    let topic = unique("c24");
+    let dlq = format!("dlq.{topic}");
+    let dlq2 = format!("dlq.{dlq}");
+    let (probe, _rx) = Probe::new("c24", vec![ProbeRoute::events(&topic)]);
+    // A handler of the dead letters that fails on them too, and watchers of both levels.
+    let (handler, _handled) = Probe::new("c24-handler", vec![ProbeRoute::events(&dlq)]);
+    let (watch, mut dead) = Probe::new("c24-dlq", vec![ProbeRoute::events(&dlq).raw()]);
+    let (watch2, mut dead2) = Probe::new("c24-dlq2", vec![ProbeRoute::events(&dlq2).raw()]);
+    let app = start(&bus, &[&watch, &watch2, &handler, &probe]).await;
+    let client = app.client();
+    for (n, headers) in [
+        (0u64, vec![(DEAD_LETTER_REASON, "forged")]),
+        (
+            1,
+            vec![(DEAD_LETTER_REASON, "replayed"), (ORIGINAL_TOPIC, &*topic)],
+        ),
+        (
+            2,
+            vec![
+                (DEAD_LETTER_REASON, "forged"),
+                (ORIGINAL_TOPIC, "elsewhere"),
+            ],
+        ),
+    ] {
+        let mut options = PublishOptions::new();
+        for (k, v) in headers {
+            options = options.header(k, v);
+        }
+        client
+            .publish_with(&topic, &json!({"n": n, "reject": true}), options)
+            .await
+            .expect("publish");
+    }
+    let got = recv_n(&mut dead, 3).await;
+    let dead_ids: BTreeSet<u64> = got
+        .iter()
+        .filter_map(|d| {
+            let original: Value = serde_json::from_slice(&d.body).ok()?;
+            original["data"]["n"].as_u64()
+        })
+        .collect();
+    assert_eq!(dead_ids, range(3), "every failure was dead-lettered");
+    for d in &got {
+        assert_eq!(d.headers.get(ORIGINAL_TOPIC), Some(topic.as_str()));
+        assert!(
+            d.headers
+                .get(DEAD_LETTER_REASON)
+                .unwrap_or("")
+                .contains("rejects"),
+            "the reason is this failure's: {:?}",
+            d.headers
+        );
+    }
+    // The dead-letter handler rejected all three: none goes to a dead-letter topic of its own.
+    assert_quiet(&mut dead2, QUIET * 3).await;
+    assert_eq!(handler.attempts(), 3);
+    app.shutdown(DRAIN).await.expect("shutdown");
+}

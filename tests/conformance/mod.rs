@@ -125,6 +125,8 @@ macro_rules! conformance_suite {
             c20_stop_idempotent_publish_after_stop,
             c21_wildcards,
             c22_retry_backoff_does_not_hold_up_a_single_consumer,
+            c23_hung_handler_times_out,
+            c24_dead_letter_headers_do_not_hide_failures,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

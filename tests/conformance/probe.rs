@@ -5,6 +5,7 @@
 //! - `"fail_times": n` — fail the first n attempts;
 //! - `"fail": true` — always fail; `"reject": true` — reject (dead-letter now);
 //! - `"panic_times": n` — panic on the first n attempts;
+//! - `"hang": true` — never finish (until the route's timeout drops the handler);
 //! - `"forward": "topic"` — publish `{"n": ..}` to that topic through the handler `Context`.
 //!
 //! Successes (and, for raw watchers, every message) are sent to the test over a channel.
@@ -47,6 +48,8 @@ pub struct ProbeRoute {
     pub backoff: Duration,
     pub raw: bool,
     pub dead_letter_topic: Option<String>,
+    /// The route's handler timeout; the service's (kumi's default) unless set.
+    pub timeout: Option<Duration>,
 }
 
 impl ProbeRoute {
@@ -62,6 +65,7 @@ impl ProbeRoute {
             backoff: Duration::from_millis(20),
             raw: false,
             dead_letter_topic: None,
+            timeout: None,
         }
     }
 
@@ -93,6 +97,12 @@ impl ProbeRoute {
         self.backoff = first;
         self
     }
+    /// A handler timeout for the route.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
     /// Raw envelope: records every message as is, never fails on content.
     pub fn raw(mut self) -> Self {
         self.raw = true;
@@ -165,6 +175,9 @@ impl Probe {
         let _guard = Gauge(&self.in_flight);
         if let Some(ms) = payload["sleep_ms"].as_u64() {
             tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if payload["hang"].as_bool() == Some(true) {
+            std::future::pending::<()>().await;
         }
         let attempt = u64::from(m.attempt);
         if payload["panic_times"]
@@ -263,6 +276,9 @@ impl Service for Probe {
             }
             if r.raw {
                 b = b.envelope(Raw);
+            }
+            if let Some(t) = r.timeout {
+                b = b.timeout(t);
             }
             if let Some(t) = &r.dead_letter_topic {
                 let _ = b.dead_letter_topic(t.clone());

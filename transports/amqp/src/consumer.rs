@@ -15,6 +15,7 @@ use kumi_core::{ErrorKind, Result};
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::connection::{lapin_error, Connection, Link};
 use crate::headers;
@@ -95,6 +96,8 @@ pub(crate) struct AmqpDeliveries {
     opened_at: Instant,
     topics: TopicCache,
     stopped: bool,
+    /// Stops the renewal of the retry and dead-letter queues when the route stops.
+    renewal: Option<DropGuard>,
 }
 
 impl AmqpDeliveries {
@@ -108,7 +111,16 @@ impl AmqpDeliveries {
             retry: (sub.kind == RouteKind::Event)
                 .then(|| plan.retry_queue.clone())
                 .flatten(),
+            dead_letter_queue: plan.dead_letter_queue.is_some(),
             kind: sub.kind,
+        });
+        let expiring = plan.durable
+            && !plan.exclusive
+            && (plan.retry_queue.is_some() || plan.dead_letter_queue.is_some());
+        let renewal = expiring.then(|| {
+            let stop = CancellationToken::new();
+            tokio::spawn(renew(Arc::clone(&conn), plan.clone(), stop.clone()));
+            stop.drop_guard()
         });
         Self {
             conn,
@@ -121,6 +133,7 @@ impl AmqpDeliveries {
             opened_at: Instant::now(),
             topics: TopicCache::default(),
             stopped: false,
+            renewal,
         }
     }
 
@@ -207,6 +220,7 @@ impl Deliveries for AmqpDeliveries {
     async fn stop(&mut self) {
         self.stopped = true;
         self.reopening = None;
+        self.renewal = None;
         if let Some(open) = &self.open {
             if let Err(e) = open
                 .channel
@@ -215,6 +229,35 @@ impl Deliveries for AmqpDeliveries {
             {
                 tracing::debug!(topic = %self.sub.topic, "amqp: cancel consumer: {e}");
             }
+        }
+    }
+}
+
+/// Declares the route's retry and dead-letter queues again every
+/// [`renew_every`](topology::renew_every) until `stop`: neither ever has a consumer, so without
+/// this RabbitMQ would delete them (and the messages in them) once `queue_expires` passed, and
+/// retries and dead letters published there would be dropped as unroutable.
+async fn renew(conn: Arc<Connection>, plan: QueuePlan, stop: CancellationToken) {
+    let every = topology::renew_every(&conn.url);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stop.cancelled() => return,
+            () = conn.stopped.cancelled() => return,
+        }
+        // While disconnected the consumer declares them anyway when it resumes.
+        let Ok(link) = conn.current(Duration::from_secs(1), &plan.name).await else {
+            continue;
+        };
+        // A channel of its own: a failed declare closes the channel it ran on.
+        let renewed = async {
+            let channel = link.connection.create_channel().await?;
+            let declared = topology::declare_companions(&channel, &conn.url, &plan).await;
+            let _ = channel.close(200, "renewed".into()).await;
+            declared
+        };
+        if let Err(e) = renewed.await {
+            tracing::warn!(queue = %plan.name, "amqp: cannot declare the retry and dead-letter queues again (they may expire): {e}");
         }
     }
 }

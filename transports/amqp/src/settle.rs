@@ -6,9 +6,12 @@
 //!   next attempt) and `kumi-topic` (its routing key); when it expires RabbitMQ dead-letters it
 //!   back to the route's queue. Only then is the original acked, so a crash in between
 //!   redelivers rather than loses it. The attempt count comes from `kumi-attempt`, else from
-//!   RabbitMQ's `x-death` count. A retry the broker refuses waits in process instead.
+//!   RabbitMQ's `x-death` count. The retry is published `mandatory`: one the broker refuses, or
+//!   returns because the retry queue is gone, waits in process instead.
 //! - **Dead letter**: published (confirmed) to the exchange with the dead-letter topic's routing
-//!   key (kept in `<queue>.dlq`, see [`crate::topology`]), then acked.
+//!   key (kept in `<queue>.dlq`, see [`crate::topology`]), then acked. Where the route has a
+//!   `<queue>.dlq` it is published `mandatory`: one the broker returns is not acked but published
+//!   again later (the consume runtime's refused dead letter).
 //! - **Reply**: published (confirmed) to the request's `reply_to` with its correlation id, then
 //!   acked.
 //! - **Given back** at a drain deadline: `basic.nack` with requeue.
@@ -36,6 +39,9 @@ const RECONNECT_WAIT: Duration = Duration::from_secs(5);
 pub(crate) struct RouteQueue {
     /// The retry queue (event routes).
     pub(crate) retry: Option<String>,
+    /// Whether the route's dead letters are kept in a queue of its own (`<queue>.dlq`): they
+    /// are then published `mandatory`, and one the broker cannot route is refused, not acked.
+    pub(crate) dead_letter_queue: bool,
     pub(crate) kind: RouteKind,
 }
 
@@ -116,26 +122,44 @@ impl AmqpDelivery {
             .with_delivery_mode(2)
             .with_headers(table)
             .with_expiration(ShortString::from(ms.to_string()));
-        self.conn
-            .publish_confirmed(&link.publisher, "", queue, &self.body, props, false)
-            .await
-            .map(|_| ())
+        let confirm = self
+            .conn
+            .publish_confirmed(&link.publisher, "", queue, &self.body, props, true)
+            .await?;
+        routed(confirm, queue)
     }
 
     async fn publish_dead_letter(&self, letter: &Outgoing) -> Result<()> {
         let link = self.link().await?;
         let props = headers::properties(letter)?;
-        self.conn
+        let key = routing_key(&self.conn.url, &letter.topic);
+        let confirm = self
+            .conn
             .publish_confirmed(
                 &link.publisher,
                 &self.conn.url.exchange,
-                &routing_key(&self.conn.url, &letter.topic),
+                &key,
                 &letter.body,
                 props,
-                false,
+                self.queue.dead_letter_queue,
             )
-            .await
-            .map(|_| ())
+            .await?;
+        routed(confirm, &key)
+    }
+}
+
+/// A confirmed `mandatory` publish that the broker returned reached no queue: an error, so that
+/// the original is not acked (its retry or dead letter would be lost).
+fn routed(confirm: lapin::Confirmation, key: &str) -> Result<()> {
+    match confirm {
+        lapin::Confirmation::Ack(Some(returned)) => Err(Error::new(
+            ErrorKind::Publish,
+            format!(
+                "RabbitMQ routed the message to '{key}' to no queue (returned: {} {})",
+                returned.reply_code, returned.reply_text
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

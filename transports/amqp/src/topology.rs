@@ -18,11 +18,13 @@
 //!   (`queue_prefix + "broadcast." + service + "." + random`), which RabbitMQ deletes with the
 //!   connection: nothing leaks across restarts.
 //! - **Retry queue** of each event queue: `<queue>.retry`, with the same lifetime as its queue,
-//!   no consumers, and `x-dead-letter-exchange = ""`, `x-dead-letter-routing-key = <queue>`: a
+//!   no consumers (a running route declares it again every quarter of `queue_expires`, at most
+//!   hourly, so it does not expire while the route runs, and comes back if deleted), and `x-dead-letter-exchange = ""`, `x-dead-letter-routing-key = <queue>`: a
 //!   failed message is published there with a per-message `expiration` (the backoff delay) and
 //!   comes back to its queue when it expires. RabbitMQ expires messages only at the head of a queue,
 //!   so a long delay can hold back shorter ones queued behind it (never loses them).
-//! - **Dead-letter queue** of each shared event queue: `<queue>.dlq`, durable, same `x-expires`,
+//! - **Dead-letter queue** of each shared event queue: `<queue>.dlq`, durable, same `x-expires`
+//!   (renewed like the retry queue's while the route runs),
 //!   bound to the route's dead-letter topic (`dlq.<topic>` unless the route names one), so a dead
 //!   letter is kept even when nothing else subscribes to that topic (RabbitMQ drops messages no
 //!   queue is bound for). Read it with any AMQP client, or subscribe a kumi route to the topic.
@@ -193,7 +195,7 @@ pub(crate) async fn declare_exchange(channel: &Channel, url: &AmqpUrl) -> lapin:
         .await
 }
 
-/// Declares the exchange, the queue, its binding and its retry queue.
+/// Declares the exchange, the queue, its binding, and its retry and dead-letter queues.
 pub(crate) async fn declare(
     channel: &Channel,
     url: &AmqpUrl,
@@ -225,6 +227,17 @@ pub(crate) async fn declare(
             FieldTable::default(),
         )
         .await?;
+    declare_companions(channel, url, plan).await
+}
+
+/// Declares the queue's retry and dead-letter queues, if it has them. Declaring renews their
+/// `x-expires` lease (neither ever has a consumer): the consumer does so every [`renew_every`]
+/// while the route runs, and so re-creates them if they were deleted.
+pub(crate) async fn declare_companions(
+    channel: &Channel,
+    url: &AmqpUrl,
+    plan: &QueuePlan,
+) -> lapin::Result<()> {
     if let Some((dlq, dead_key)) = &plan.dead_letter_queue {
         let mut args = FieldTable::default();
         args.insert("x-expires".into(), expires_arg(url.queue_expires));
@@ -275,6 +288,12 @@ pub(crate) async fn declare(
             .await?;
     }
     Ok(())
+}
+
+/// How often a running route declares its retry and dead-letter queues again: well within their
+/// `x-expires`, so that they never expire while the service runs.
+pub(crate) fn renew_every(url: &AmqpUrl) -> Duration {
+    (url.queue_expires / 4).clamp(Duration::from_millis(250), Duration::from_secs(3600))
 }
 
 #[cfg(test)]
