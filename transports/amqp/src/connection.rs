@@ -55,6 +55,9 @@ pub(crate) struct Connection {
     /// Cancelled when the bus closes: the supervisor and the consumers stop.
     pub(crate) stopped: CancellationToken,
     closed: AtomicBool,
+    /// The routes' consumer channels, closed one by one before the connection on shutdown (a
+    /// channel the client library closes on its own after the connection reports an error).
+    channels: Mutex<Vec<Channel>>,
 }
 
 /// The TLS settings of `url` beyond the defaults (a CA, a client certificate), read from their
@@ -197,6 +200,7 @@ impl Connection {
             pending,
             stopped: CancellationToken::new(),
             closed: AtomicBool::new(false),
+            channels: Mutex::new(Vec::new()),
         });
         if conn.url.reconnect {
             tokio::spawn(supervise(Arc::clone(&conn), name));
@@ -204,11 +208,32 @@ impl Connection {
         Ok(conn)
     }
 
-    /// Publishing fails from now on; the supervisor stops and the connection closes.
+    /// Remembers a route's consumer channel, to close it on shutdown (forgetting closed ones).
+    pub(crate) fn add_channel(&self, channel: Channel) {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels.retain(|c| c.status().connected());
+        channels.push(channel);
+    }
+
+    /// Publishing fails from now on; the supervisor stops and the connection closes: every
+    /// channel first, each confirmed by the broker, then the connection. (Left to the client
+    /// library, a channel closing after its connection is reported as a connection error.)
     pub(crate) async fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.stopped.cancel();
+        let consumers =
+            std::mem::take(&mut *self.channels.lock().unwrap_or_else(|e| e.into_inner()));
         if let Some(link) = self.link.send_replace(None) {
+            let channels = consumers
+                .iter()
+                .chain([&link.publisher, &link.rpc])
+                .filter(|c| c.status().connected());
+            for channel in channels {
+                let close = channel.close(200, "kumi bus shutdown".into());
+                if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), close).await {
+                    tracing::debug!("amqp: closing a channel on shutdown: {e}");
+                }
+            }
             let close = link.connection.close(200, "kumi bus shutdown".into());
             let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
         }

@@ -51,6 +51,7 @@ pub(crate) async fn open(
         .create_channel()
         .await
         .map_err(|e| fail("open a channel", e))?;
+    conn.add_channel(channel.clone());
     let prefetch = u16::try_from(sub.concurrency.max(1)).unwrap_or(u16::MAX);
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
