@@ -29,6 +29,8 @@ struct Proxy {
     addr: String,
     cut: watch::Sender<u64>,
     accepted: Arc<AtomicUsize>,
+    /// While true, connections are closed as soon as they are accepted (the broker looks down).
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Proxy {
@@ -39,8 +41,13 @@ impl Proxy {
         let cuts = cut.clone();
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = Arc::clone(&accepted);
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let is_down = Arc::clone(&down);
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
+                if is_down.load(Ordering::SeqCst) {
+                    continue;
+                }
                 count.fetch_add(1, Ordering::SeqCst);
                 let upstream = upstream.clone();
                 let mut killed = cuts.subscribe();
@@ -59,11 +66,20 @@ impl Proxy {
             addr,
             cut,
             accepted,
+            down,
         }
     }
 
     fn cut_all(&self) {
         self.cut.send_modify(|n| *n += 1);
+    }
+
+    /// Cuts every connection and refuses new ones (`true`) until called with `false`.
+    fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        if down {
+            self.cut_all();
+        }
     }
 }
 
@@ -199,4 +215,55 @@ async fn publish_after_shutdown_is_closed_and_errors_hide_the_password() {
     };
     assert!(!err.to_string().contains("hunter2"), "{err}");
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+}
+
+/// Waits until `ready(readiness)` holds, or panics with the last readiness seen.
+async fn wait_readiness(
+    app: &kumi::RunningApp,
+    what: &str,
+    ready: impl Fn(&Result<(), Vec<String>>) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = app.health().readiness();
+        if ready(&now) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: readiness is {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_connection() {
+    let base = base_url();
+    let proxy = Proxy::start(broker_addr(&base)).await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let proxied = format!("{}{sep}queue_expires=2m", via(&base, &proxy.addr));
+    let topic = format!("amqptest.ready.{}", uuid::Uuid::new_v4().simple());
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let app = kumi::App::new()
+        .bus(kumi::amqp::connect(&proxied).await.expect("connect"))
+        .shared_service(Arc::new(Sink { topic, tx }))
+        .start()
+        .await
+        .expect("start");
+    wait_readiness(&app, "after start", Result::is_ok).await;
+    proxy.set_down(true);
+    wait_readiness(&app, "while RabbitMQ is unreachable", |r| {
+        r.as_ref().is_err_and(|why| {
+            why.iter().any(|w| {
+                w.starts_with("amqp: connection to RabbitMQ") && !w.contains("guest:guest")
+            })
+        })
+    })
+    .await;
+    proxy.set_down(false);
+    wait_readiness(&app, "once RabbitMQ is back", Result::is_ok).await;
+    app.shutdown(Duration::from_secs(10))
+        .await
+        .expect("shutdown");
 }

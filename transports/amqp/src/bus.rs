@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use kumi_core::bus::{validate_topic, Bus, Capabilities, ConnectOptions, Subscribed, Subscription};
 use kumi_core::consume::Consumer;
 use kumi_core::settlement::{DrainReport, Reply};
-use kumi_core::{Outgoing, Result};
+use kumi_core::{Health, Outgoing, Result};
 
 use crate::connection::Connection;
 use crate::consumer::{open, AmqpDeliveries};
@@ -126,6 +126,10 @@ impl Bus for AmqpBus {
 
     async fn request(&self, message: Outgoing, timeout: Duration) -> Result<Reply> {
         crate::rpc::request(&self.conn, message, timeout).await
+    }
+
+    fn attach_health(&self, health: Health) {
+        let _ = self.conn.health.set(health);
     }
 
     async fn shutdown(&self, _deadline: Instant) -> Result<DrainReport> {

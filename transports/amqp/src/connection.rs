@@ -11,13 +11,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use kumi_core::settlement::Reply;
-use kumi_core::{Error, ErrorKind, Result};
+use kumi_core::{Error, ErrorKind, Health, Result};
 use lapin::message::Delivery;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
@@ -58,6 +58,8 @@ pub(crate) struct Connection {
     /// The routes' consumer channels, closed one by one before the connection on shutdown (a
     /// channel the client library closes on its own after the connection reports an error).
     channels: Mutex<Vec<Channel>>,
+    /// The process health, once an app attached it: not ready while the connection is lost.
+    pub(crate) health: OnceLock<Health>,
 }
 
 /// The TLS settings of `url` beyond the defaults (a CA, a client certificate), read from their
@@ -201,11 +203,17 @@ impl Connection {
             stopped: CancellationToken::new(),
             closed: AtomicBool::new(false),
             channels: Mutex::new(Vec::new()),
+            health: OnceLock::new(),
         });
-        if conn.url.reconnect {
-            tokio::spawn(supervise(Arc::clone(&conn), name));
-        }
+        tokio::spawn(supervise(Arc::clone(&conn), name));
         Ok(conn)
+    }
+
+    /// Reports the connection to the process health (`None`: ready), once an app attached it.
+    fn not_ready(&self, reason: Option<String>) {
+        if let Some(health) = self.health.get() {
+            health.set_not_ready("amqp", reason);
+        }
     }
 
     /// Remembers a route's consumer channel, to close it on shutdown (forgetting closed ones).
@@ -365,7 +373,19 @@ async fn supervise(inner: Arc<Connection>, name: String) {
         if inner.stopped.is_cancelled() {
             return;
         }
+        if !inner.url.reconnect {
+            tracing::error!(bus = %inner.url.redacted, "amqp: connection lost and reconnect=false; the bus stays down");
+            inner.not_ready(Some(format!(
+                "connection to RabbitMQ at {} lost (reconnect=false)",
+                inner.url.redacted
+            )));
+            return;
+        }
         tracing::warn!(bus = %inner.url.redacted, "amqp: connection lost; reconnecting");
+        inner.not_ready(Some(format!(
+            "connection to RabbitMQ at {} lost; reconnecting",
+            inner.url.redacted
+        )));
         if let Some(old) = inner.link.send_replace(None) {
             let _ = tokio::time::timeout(
                 Duration::from_secs(1),
@@ -384,6 +404,7 @@ async fn supervise(inner: Arc<Connection>, name: String) {
                 Ok(link) => {
                     tracing::info!(bus = %inner.url.redacted, generation, "amqp: reconnected");
                     inner.link.send_replace(Some(Arc::new(link)));
+                    inner.not_ready(None);
                     break;
                 }
                 Err(e) => {

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use kumi_core::bus::{Bus, Capabilities, Subscribed, Subscription};
 use kumi_core::consume::Consumer;
 use kumi_core::settlement::{DrainReport, Reply, RouteKind};
-use kumi_core::{Error, ErrorKind, Outgoing, Result};
+use kumi_core::{Error, ErrorKind, Health, Outgoing, Result};
 
 use crate::connection::Connection;
 use crate::consumer::SqsDeliveries;
@@ -148,6 +148,10 @@ impl Bus for SnsSqsBus {
                 message.topic
             ),
         ))
+    }
+
+    fn attach_health(&self, health: Health) {
+        let _ = self.conn.health.set(health);
     }
 
     async fn shutdown(&self, deadline: Instant) -> Result<DrainReport> {

@@ -3,11 +3,11 @@
 //! message attributes; FIFO topics get a group and a deduplication id).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_sns::types::MessageAttributeValue;
-use kumi_core::{Error, ErrorKind, Outgoing, Result};
+use kumi_core::{Error, ErrorKind, Health, Outgoing, Result};
 use tokio_util::task::TaskTracker;
 
 use crate::attributes::{self, AttributeValue, DEDUPLICATION_ID, GROUP_ID};
@@ -23,9 +23,19 @@ pub(crate) struct Connection {
     pub(crate) ephemeral: Mutex<Vec<(String, String)>>,
     /// Messages being handed back to SQS after a route stopped (awaited on shutdown).
     pub(crate) give_back: TaskTracker,
+    /// The process health, once an app attached it: not ready while a route cannot receive.
+    pub(crate) health: OnceLock<Health>,
 }
 
 impl Connection {
+    /// Reports whether a route's queue can be received from (`None`: it can) to the process
+    /// health, once an app attached it.
+    pub(crate) fn report_receive(&self, queue: &str, failure: Option<String>) {
+        if let Some(health) = self.health.get() {
+            health.set_not_ready(&format!("sqs queue {queue}"), failure);
+        }
+    }
+
     /// Builds the SNS and SQS clients from `url` and checks the endpoint answers (an SQS
     /// `ListQueues` of one; an access-denied answer counts as reachable). Fails naming the URL
     /// (credentials removed) when it cannot be reached.
@@ -83,6 +93,7 @@ impl Connection {
             closed: AtomicBool::new(false),
             ephemeral: Mutex::new(Vec::new()),
             give_back: TaskTracker::new(),
+            health: OnceLock::new(),
         })
     }
 

@@ -143,10 +143,17 @@ impl SqsDeliveries {
         self.asked = self.asked.saturating_sub(asked);
         match received {
             Ok(messages) => {
+                if self.failures > 0 {
+                    self.conn.report_receive(&self.queue.name, None);
+                }
                 self.failures = 0;
                 self.buffer.extend(messages);
             }
             Err(e) => {
+                self.conn.report_receive(
+                    &self.queue.name,
+                    Some(format!("cannot receive (retrying): {e}")),
+                );
                 self.failures = self.failures.saturating_add(1);
                 let delay = Duration::from_millis(100 * 2u64.pow(self.failures.min(7)))
                     .min(Duration::from_secs(10));
