@@ -23,6 +23,9 @@ pub const DEAD_LETTER_KIND: &str = "kumi-dead-letter-kind";
 pub const ORIGINAL_TOPIC: &str = "kumi-original-topic";
 /// Header on dead-lettered messages: how many delivery attempts were made.
 pub const ATTEMPTS: &str = "kumi-attempts";
+/// Header on dead-lettered messages: the message id of the original (the dead letter has an id
+/// of its own, so that a broker de-duplicating by id never takes it for the original).
+pub const ORIGINAL_MESSAGE_ID: &str = "kumi-original-message-id";
 /// Header carrying the message id on transports without a native field for it.
 pub const MESSAGE_ID: &str = "kumi-message-id";
 /// Header carrying the correlation id on transports without a native field for it.
@@ -144,12 +147,16 @@ impl DeadLetter {
     }
 
     /// The message to publish for `original`, the message as it was received (its body as on
-    /// the wire, its headers, message id and correlation id): the one conversion every bus uses.
+    /// the wire, its headers and correlation id): the one conversion every bus uses. Its message
+    /// id is its own, `<original id>.dlq<attempts>` (the same for the same failure, so a broker
+    /// de-duplicating by id stores a dead letter published twice once, and never mistakes it for
+    /// the original); the original's is kept in [`ORIGINAL_MESSAGE_ID`].
     pub fn to_outgoing(&self, original: &Message) -> Outgoing {
         let mut out = Outgoing::new(self.topic.clone(), original.body.clone());
         out.headers = self.headers(&original.headers);
         if let Some(id) = &original.message_id {
-            out.message_id.clone_from(id);
+            out.message_id = format!("{id}.dlq{}", self.attempts);
+            out.headers.insert(ORIGINAL_MESSAGE_ID, id.clone());
         }
         out.correlation_id.clone_from(&original.correlation_id);
         out
@@ -220,7 +227,8 @@ mod tests {
         let out = dead.to_outgoing(&original);
         assert_eq!(out.topic, "dlq.orders.created");
         assert_eq!(&out.body[..], b"{}");
-        assert_eq!(out.message_id, "m-1");
+        assert_eq!(out.message_id, "m-1.dlq3", "an id of its own");
+        assert_eq!(out.headers.get(ORIGINAL_MESSAGE_ID), Some("m-1"));
         assert_eq!(out.correlation_id.as_deref(), Some("c-1"));
         assert_eq!(out.headers.get("traceparent"), Some("00-a-b-01"));
         assert_eq!(out.headers.get(DEAD_LETTER_REASON), Some("boom"));

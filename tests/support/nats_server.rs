@@ -15,6 +15,7 @@ pub struct NatsServer {
     port: u16,
     store: PathBuf,
     extra: Vec<String>,
+    jetstream: bool,
 }
 
 fn binary() -> String {
@@ -45,6 +46,19 @@ impl NatsServer {
         Self::start_with(&[])
     }
 
+    /// Starts a server without JetStream.
+    pub fn start_without_jetstream() -> Self {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            store: std::env::temp_dir().join("kumi-nats-unused"),
+            extra: Vec::new(),
+            jetstream: false,
+        };
+        server.spawn();
+        server
+    }
+
     /// Starts a server with extra command-line arguments (e.g. `--user`, `--pass`).
     pub fn start_with(extra: &[&str]) -> Self {
         let port = free_port();
@@ -54,23 +68,20 @@ impl NatsServer {
             port,
             store,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            jetstream: true,
         };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
-        std::fs::create_dir_all(&self.store).expect("store dir");
-        let child = Command::new(binary())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.store)
+        let mut command = Command::new(binary());
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.jetstream {
+            std::fs::create_dir_all(&self.store).expect("store dir");
+            command.arg("-js").arg("-sd").arg(&self.store);
+        }
+        let child = command
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

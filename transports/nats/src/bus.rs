@@ -57,6 +57,7 @@ impl NatsBus {
     pub async fn connect_with(options: kumi_core::bus::ConnectOptions) -> Result<Self> {
         let url = NatsUrl::parse(&options.url)?;
         let conn = Connection::open(url, options.name_or_default()).await?;
+        crate::topology::provision_dead_letters(&conn.client, &conn.url).await?;
         Ok(Self {
             registry: Arc::new(Registry::new(conn.client.clone())),
             conn: Arc::new(conn),

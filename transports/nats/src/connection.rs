@@ -211,7 +211,11 @@ impl Connection {
                 .await
                 .map_err(|e| self.publish_error(&message.topic, e))?;
             match ack.await {
-                Ok(_) => return Ok(Stored::InStream),
+                Ok(ack) => {
+                    return Ok(Stored::InStream {
+                        duplicate: ack.duplicate,
+                    })
+                }
                 Err(e)
                     if e.kind()
                         == async_nats::jetstream::context::PublishErrorKind::StreamNotFound =>
@@ -283,8 +287,9 @@ impl Connection {
 /// Where [`Connection::publish_confirmed`] put a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stored {
-    /// In the stream that captures its subject, acknowledged.
-    InStream,
+    /// In the stream that captures its subject, acknowledged; `duplicate`: the stream already
+    /// held a message with its `Nats-Msg-Id` (within its duplicate window) and kept that one.
+    InStream { duplicate: bool },
     /// On core NATS: no stream captures its subject.
     CoreOnly,
 }

@@ -74,25 +74,9 @@ impl Delivery for CoreDelivery {
     }
 
     async fn dead_letter(self, letter: Outgoing) -> Result<(), Refused<Self>> {
-        let published = self
-            .conn
-            .client
-            .publish_with_headers(
-                letter.topic.clone(),
-                headers::to_nats(&letter),
-                letter.body.clone(),
-            )
-            .await;
-        match published {
+        match store_dead_letter(&self.conn, &letter).await {
             Ok(()) => Ok(()),
-            Err(e) => {
-                let error = nats_error(
-                    ErrorKind::Publish,
-                    format!("cannot publish the dead letter on '{}'", letter.topic),
-                    e,
-                );
-                Err(Refused::new(self, error))
-            }
+            Err(e) => Err(Refused::new(self, e)),
         }
     }
 }
@@ -164,28 +148,7 @@ impl Delivery for PullDelivery {
     }
 
     async fn dead_letter(self, letter: Outgoing) -> Result<(), Refused<Self>> {
-        let stored = self
-            .conn
-            .publish_confirmed(&letter, headers::to_nats(&letter))
-            .await;
-        let stored = match stored {
-            Ok(Stored::InStream) => Ok(()),
-            Ok(Stored::CoreOnly) => {
-                tracing::warn!(
-                    dead_letter_topic = %letter.topic,
-                    "nats: no JetStream stream captures the dead-letter subject; published on core NATS (create a stream on it to keep dead letters)"
-                );
-                self.conn.client.flush().await.map_err(|e| {
-                    nats_error(
-                        ErrorKind::Publish,
-                        format!("cannot flush the dead letter on '{}'", letter.topic),
-                        e,
-                    )
-                })
-            }
-            Err(e) => Err(e),
-        };
-        match stored {
+        match store_dead_letter(&self.conn, &letter).await {
             Ok(()) => {
                 if let Err(e) = self.send(AckKind::Term, "terminate").await {
                     tracing::warn!("nats: {e}");
@@ -207,6 +170,37 @@ impl Delivery for PullDelivery {
     async fn release(self) {
         if let Err(e) = self.send(AckKind::Nak(None), "give back (NAK)").await {
             tracing::warn!("nats: {e}");
+        }
+    }
+}
+
+/// Publishes a dead letter into the stream that keeps dead letters (confirmed), or, where no
+/// stream captures its subject, on core NATS (flushed; a warning says it is not kept). A
+/// duplicate in the stream is the same dead letter stored before (its id is its own,
+/// `<original id>.dlq<attempts>`): it is kept, and the original may be settled.
+async fn store_dead_letter(conn: &Connection, letter: &Outgoing) -> Result<(), Error> {
+    match conn
+        .publish_confirmed(letter, headers::to_nats(letter))
+        .await?
+    {
+        Stored::InStream { duplicate } => {
+            if duplicate {
+                tracing::debug!(dead_letter_topic = %letter.topic, message_id = %letter.message_id, "nats: the dead letter was stored before");
+            }
+            Ok(())
+        }
+        Stored::CoreOnly => {
+            tracing::warn!(
+                dead_letter_topic = %letter.topic,
+                "nats: no JetStream stream captures the dead-letter subject; published on core NATS, where it is lost unless a route subscribes to it (see dead_letters= in the bus URL)"
+            );
+            conn.client.flush().await.map_err(|e| {
+                nats_error(
+                    ErrorKind::Publish,
+                    format!("cannot flush the dead letter on '{}'", letter.topic),
+                    e,
+                )
+            })
         }
     }
 }

@@ -25,6 +25,12 @@
 //!     succeeds or is dead-lettered (raise the concurrency to let others pass meanwhile). An
 //!     existing durable with another limit is updated to it, nothing else changed (a bind-only
 //!     route only warns). The client pulls in batches of that size.
+//! - **Dead letters** (`dlq.<topic>` unless a route names its own topic) are kept in the stream
+//!   `KUMI_DEAD_LETTERS`, capturing `dlq.>` (file storage, at most 30 days and 1 GiB; when full
+//!   a dead letter is refused, and kept unsettled and tried again, rather than an older one
+//!   dropped). kumi provisions it at connect when the server has JetStream, unless another stream
+//!   already captures those subjects or the URL says `dead_letters=off`; without JetStream it warns
+//!   (`dead_letters=required`: it fails) — see [`provision_dead_letters`].
 
 use std::time::Duration;
 
@@ -440,6 +446,61 @@ pub(crate) async fn pull_consumer(
             )
         })?;
     Ok((messages, listens))
+}
+
+/// The stream kumi keeps dead letters in.
+pub const DEAD_LETTER_STREAM: &str = "KUMI_DEAD_LETTERS";
+
+/// Makes sure dead letters (`dlq.>`) are stored: provisions [`DEAD_LETTER_STREAM`] unless another
+/// stream already captures them. Without JetStream this warns, naming the risk and the option,
+/// or with `dead_letters=required` fails.
+pub(crate) async fn provision_dead_letters(
+    client: &async_nats::Client,
+    url: &crate::url::NatsUrl,
+) -> Result<()> {
+    use crate::url::DeadLetters;
+    if url.dead_letters == DeadLetters::Off {
+        return Ok(());
+    }
+    let js = jetstream::new(client.clone());
+    let config = jetstream::stream::Config {
+        name: DEAD_LETTER_STREAM.to_owned(),
+        subjects: vec!["dlq.>".to_owned()],
+        storage: jetstream::stream::StorageType::File,
+        max_age: Duration::from_secs(30 * 24 * 3600),
+        max_bytes: 1 << 30,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    };
+    let created = tokio::time::timeout(Duration::from_secs(10), js.get_or_create_stream(config))
+        .await
+        .map_err(|_| "JetStream did not answer within 10 s".to_owned())
+        .and_then(|r| r.map(drop).map_err(|e| e.to_string()));
+    let Err(cause) = created else {
+        return Ok(());
+    };
+    // Other streams may capture dead-letter subjects already (one on `>`, or on `dlq.orders.>`).
+    if cause.contains("overlap") {
+        tracing::info!(bus = %url.redacted, "nats: existing streams capture dead-letter subjects, so {DEAD_LETTER_STREAM} is not provisioned; dead letters go to the stream capturing their subject, or on core NATS (where they are lost unless a route subscribes) when none does");
+        return Ok(());
+    }
+    if let Ok(Ok(name)) =
+        tokio::time::timeout(Duration::from_secs(5), js.stream_by_subject("dlq.kumi")).await
+    {
+        tracing::info!(bus = %url.redacted, stream = %name, "nats: dead letters are kept in stream {name}");
+        return Ok(());
+    }
+    if url.dead_letters == DeadLetters::Required {
+        return Err(Error::config(format!(
+            "bus URL '{}': dead_letters=required, but the stream {DEAD_LETTER_STREAM} for dead letters cannot be provisioned: {cause}",
+            url.redacted
+        )));
+    }
+    tracing::warn!(
+        bus = %url.redacted,
+        "nats: dead letters are not stored ({DEAD_LETTER_STREAM} cannot be provisioned: {cause}): a dead letter nobody subscribes to is lost; enable JetStream on the server, or set dead_letters=required in the bus URL to refuse to start without it (dead_letters=off silences this)"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

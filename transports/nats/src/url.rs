@@ -7,7 +7,10 @@
 //!
 //! Options: `name` (connection name), `token`, `nkey` (seed), `creds` (path to a `.creds` file),
 //! `tls` (`true` to require TLS), `tls_ca`, `tls_cert`, `tls_key` (paths), `connect_timeout`
-//! (e.g. `5s`), `jetstream` (`true`: event routes use durable JetStream consumers by default).
+//! (e.g. `5s`), `jetstream` (`true`: event routes use durable JetStream consumers by default),
+//! `dead_letters` (`stream`, the default: keep dead letters in the `KUMI_DEAD_LETTERS` stream when
+//! the server has JetStream, else warn at startup; `required`: refuse to start without it; `off`:
+//! publish them on core NATS only).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +18,20 @@ use std::time::Duration;
 use kumi_core::bus::redact;
 use kumi_core::bus::url_options::{parse_bool, percent_decode};
 use kumi_core::Error;
+
+/// Where a NATS bus keeps dead letters (URL option `dead_letters=`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeadLetters {
+    /// In the `KUMI_DEAD_LETTERS` stream (capturing `dlq.>`), provisioned at connect when the
+    /// server has JetStream; without it, a startup warning says dead letters nobody subscribes to
+    /// are lost.
+    #[default]
+    Stream,
+    /// As `Stream`, but connecting fails when the stream cannot be provisioned.
+    Required,
+    /// Published on core NATS only: a dead letter nobody subscribes to is lost.
+    Off,
+}
 
 /// A parsed `nats://` URL.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,6 +58,8 @@ pub struct NatsUrl {
     pub connect_timeout: Option<Duration>,
     /// Event routes use JetStream durable consumers unless told otherwise.
     pub jetstream: bool,
+    /// Where dead letters are kept.
+    pub dead_letters: DeadLetters,
     /// The URL with secrets removed.
     pub redacted: String,
 }
@@ -124,6 +143,18 @@ impl NatsUrl {
                 "tls_cert" => cert = Some(PathBuf::from(v)),
                 "tls_key" => key = Some(PathBuf::from(v)),
                 "jetstream" => parsed.jetstream = parse_bool(&shown, k, &v)?,
+                "dead_letters" => {
+                    parsed.dead_letters = match v.as_str() {
+                        "stream" => DeadLetters::Stream,
+                        "required" => DeadLetters::Required,
+                        "off" => DeadLetters::Off,
+                        other => {
+                            return Err(Error::config(format!(
+                                "bus URL '{shown}': dead_letters '{other}' is not one of stream, required, off"
+                            )))
+                        }
+                    }
+                }
                 "connect_timeout" => {
                     parsed.connect_timeout = Some(humantime_like(&v).ok_or_else(|| {
                         Error::config(format!(
@@ -133,7 +164,7 @@ impl NatsUrl {
                 }
                 other => {
                     return Err(Error::config(format!(
-                        "bus URL '{shown}': unknown option '{other}' (known: name, token, user, password, nkey, creds, tls, tls_ca, tls_cert, tls_key, connect_timeout, jetstream)"
+                        "bus URL '{shown}': unknown option '{other}' (known: name, token, user, password, nkey, creds, tls, tls_ca, tls_cert, tls_key, connect_timeout, jetstream, dead_letters)"
                     )))
                 }
             }
