@@ -101,13 +101,7 @@ impl Delivery for MemoryDelivery {
     }
 
     async fn dead_letter(self, letter: Outgoing) -> Result<(), Refused<Self>> {
-        let topic = letter.topic.clone();
-        if self.bus.route(Item::new(letter, None)).await == 0 {
-            tracing::error!(
-                dead_letter_topic = %topic,
-                "no subscriber on the dead-letter topic; the dead letter is dropped (subscribe to it to keep them)"
-            );
-        }
+        self.bus.keep_dead_letter(letter);
         Ok(())
     }
 

@@ -7,8 +7,12 @@
 //! - Each queue is bounded (`memory://?capacity=N`, default 1024): publishers wait when a queue is
 //!   full, so a slow consumer pushes back on its producers instead of growing memory.
 //! - Consuming ([`consumer`]) is the consume runtime's, as on every bus: the route's concurrency
-//!   bound, retries (in process: the bus cannot delay a redelivery), dead letters (published to
-//!   the dead-letter topic with the `kumi-*` dead-letter headers), drain.
+//!   bound, retries (in process: the bus cannot delay a redelivery), drain.
+//! - Dead letters are kept in a bounded store the app reads ([`MemoryBus::dead_letters`],
+//!   [`MemoryBus::take_dead_letters`]) and replays ([`MemoryBus::replay_dead_letters`]); default
+//!   10,000, `memory://?dead_letters=N`; when full the oldest goes, counted and logged. They are
+//!   also offered to the routes subscribed to the dead-letter topic, without waiting: a full
+//!   queue there (a failing catch-all route dead-lettering into its own queue) never blocks.
 //! - Request/reply with "no responders" detection and timeouts.
 //! - Shutdown: new publishes are accepted while the routes drain (so in-flight handlers can finish
 //!   their work); a route's intake ends once nothing is queued, running or waiting for a retry
@@ -22,8 +26,9 @@ mod bus;
 mod consumer;
 mod queue;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -33,9 +38,11 @@ use crate::bus::topic::matches;
 use crate::bus::Sharing;
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::{Headers, Message, Outgoing};
-use crate::settlement::{Reply, RouteKind};
+use crate::settlement::{Reply, RouteKind, ORIGINAL_MESSAGE_ID, ORIGINAL_TOPIC};
 
 const DEFAULT_CAPACITY: usize = 1024;
+/// Dead letters the store keeps unless told otherwise.
+pub const DEFAULT_DEAD_LETTERS: usize = 10_000;
 
 /// A message sitting in a queue.
 struct Item {
@@ -100,6 +107,11 @@ struct Inner {
     pending: AtomicUsize,
     /// Notified when `pending` drops to 0.
     idle: Notify,
+    /// The dead letters, oldest first, at most `dead_letter_capacity`.
+    dead_letters: Mutex<VecDeque<Outgoing>>,
+    dead_letter_capacity: usize,
+    /// Dead letters the full store let go.
+    dead_letters_dropped: AtomicU64,
 }
 
 /// The in-memory bus. See the [module docs](self).
@@ -113,6 +125,7 @@ impl std::fmt::Debug for MemoryBus {
         f.debug_struct("MemoryBus")
             .field("capacity", &self.inner.capacity)
             .field("pending", &self.inner.pending.load(Ordering::Relaxed))
+            .field("dead_letters", &self.dead_letter_count())
             .finish()
     }
 }
@@ -131,6 +144,12 @@ impl MemoryBus {
 
     /// A bus whose queues hold up to `capacity` messages each (at least 1).
     pub fn with_capacity(capacity: usize) -> Self {
+        Self::with_limits(capacity, DEFAULT_DEAD_LETTERS)
+    }
+
+    /// A bus whose queues hold up to `capacity` messages each and whose dead-letter store keeps
+    /// the last `dead_letters` (each at least 1).
+    pub fn with_limits(capacity: usize, dead_letters: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
                 capacity: capacity.max(1),
@@ -138,8 +157,122 @@ impl MemoryBus {
                 closed: AtomicBool::new(false),
                 pending: AtomicUsize::new(0),
                 idle: Notify::new(),
+                dead_letters: Mutex::new(VecDeque::new()),
+                dead_letter_capacity: dead_letters.max(1),
+                dead_letters_dropped: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// The dead letters kept, oldest first: each the original body with its headers, the
+    /// `kumi-*` dead-letter headers among them (reason, kind, original topic, attempts).
+    pub fn dead_letters(&self) -> Vec<Outgoing> {
+        self.store().iter().cloned().collect()
+    }
+
+    /// Takes the dead letters kept out of the store, oldest first.
+    pub fn take_dead_letters(&self) -> Vec<Outgoing> {
+        self.store().drain(..).collect()
+    }
+
+    /// How many dead letters the store keeps now.
+    pub fn dead_letter_count(&self) -> usize {
+        self.store().len()
+    }
+
+    /// How many dead letters the full store let go since the bus was made.
+    pub fn dead_letters_dropped(&self) -> u64 {
+        self.inner.dead_letters_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Publishes every dead letter kept back on the topic it was consumed from, with its original
+    /// message id, and removes it from the store; returns how many. One that fails again is
+    /// dead-lettered again. A dead letter that cannot be published (the bus stopped) stays in the
+    /// store, and the error is returned.
+    pub async fn replay_dead_letters(&self) -> Result<usize> {
+        let mut replayed = 0;
+        loop {
+            let Some(letter) = self.store().pop_front() else {
+                return Ok(replayed);
+            };
+            let Some(topic) = letter.headers.get(ORIGINAL_TOPIC).map(str::to_owned) else {
+                tracing::warn!(topic = %letter.topic, "memory:// bus: a dead letter without kumi-original-topic cannot be replayed; dropped");
+                continue;
+            };
+            let mut message = letter.clone();
+            message.topic = topic;
+            if let Some(id) = letter.headers.get(ORIGINAL_MESSAGE_ID) {
+                message.message_id = id.to_owned();
+            }
+            if let Err(e) = crate::bus::Bus::publish(self, message).await {
+                self.store().push_front(letter);
+                return Err(e);
+            }
+            replayed += 1;
+        }
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, VecDeque<Outgoing>> {
+        self.inner
+            .dead_letters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps a dead letter (letting the oldest go when full) and offers it to the routes on its
+    /// topic without waiting for room.
+    fn keep_dead_letter(&self, letter: Outgoing) {
+        let dropped = {
+            let mut store = self.store();
+            let dropped =
+                (store.len() >= self.inner.dead_letter_capacity).then(|| store.pop_front());
+            store.push_back(letter.clone());
+            dropped.flatten()
+        };
+        if let Some(old) = dropped {
+            let n = self
+                .inner
+                .dead_letters_dropped
+                .fetch_add(1, Ordering::Relaxed)
+                + 1;
+            tracing::warn!(
+                dead_letter_topic = %old.topic,
+                dropped = n,
+                capacity = self.inner.dead_letter_capacity,
+                "memory:// bus: the dead-letter store is full; the oldest dead letter is dropped (take or replay them, or raise memory://?dead_letters=N)"
+            );
+        }
+        let topic = letter.topic.clone();
+        let full = self.offer(Item::new(letter, None));
+        if full > 0 {
+            tracing::warn!(
+                dead_letter_topic = %topic,
+                queues = full,
+                "memory:// bus: a route's queue on the dead-letter topic is full; the dead letter is only in the store"
+            );
+        }
+    }
+
+    /// Puts `item` on every event queue whose pattern matches its topic that has room, without
+    /// waiting. Returns how many were full.
+    fn offer(&self, item: Item) -> usize {
+        let queues = self.snapshot();
+        let mut full = 0;
+        for q in queues
+            .iter()
+            .filter(|q| q.kind == RouteKind::Event && matches(&q.pattern, &item.topic))
+        {
+            self.inner.pending.fetch_add(1, Ordering::AcqRel);
+            match q.items.try_push(item.copy()) {
+                Ok(()) => {}
+                Err(queue::TryPushError::Full(_)) => {
+                    self.settle_one();
+                    full += 1;
+                }
+                Err(queue::TryPushError::Closed(_)) => self.settle_one(),
+            }
+        }
+        full
     }
 
     /// Parses `memory://` with the optional query `capacity=N`.
@@ -154,23 +287,26 @@ impl MemoryBus {
             )));
         }
         let mut capacity = DEFAULT_CAPACITY;
+        let mut dead_letters = DEFAULT_DEAD_LETTERS;
+        let positive = |name: &str, v: &str| {
+            v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::config(format!(
+                    "bus URL '{url}': {name} must be a positive integer, got '{v}'"
+                ))
+            })
+        };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
-                Some(("capacity", v)) => {
-                    capacity = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        Error::config(format!(
-                            "bus URL '{url}': capacity must be a positive integer, got '{v}'"
-                        ))
-                    })?;
-                }
+                Some(("capacity", v)) => capacity = positive("capacity", v)?,
+                Some(("dead_letters", v)) => dead_letters = positive("dead_letters", v)?,
                 _ => {
                     return Err(Error::config(format!(
-                        "bus URL '{url}': unknown option '{pair}' (known: capacity)"
+                        "bus URL '{url}': unknown option '{pair}' (known: capacity, dead_letters)"
                     )))
                 }
             }
         }
-        Ok(Self::with_capacity(capacity))
+        Ok(Self::with_limits(capacity, dead_letters))
     }
 
     fn snapshot(&self) -> Arc<Vec<Arc<Queue>>> {
