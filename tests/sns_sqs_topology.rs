@@ -694,3 +694,66 @@ async fn raw_message_delivery_carries_body_and_attributes() {
         .await
         .expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_nobody_subscribes_to_are_kept_in_an_sqs_queue() {
+    let (b, shared) = bus("").await;
+    let topic = unique("dead");
+    let mut spec = Spec::new(&topic);
+    spec.retries = 0;
+    let (svc, _rx) = Rec::new("keeper", vec![spec]);
+    let app = start(&shared, &svc).await;
+    let listens = app.routes().next().expect("a route").listens.clone();
+    let dlq = listens
+        .split("dead letters kept in SQS queue ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the banner names the dead-letter queue: {listens}"))
+        .to_owned();
+    for n in 0..2u64 {
+        app.client()
+            .publish(&topic, &json!({"n": n, "fail": true}))
+            .await
+            .expect("publish");
+    }
+    let dlq_url = queue_url(&b, &dlq).await;
+    let deadline = Instant::now() + WAIT;
+    let mut bodies = Vec::new();
+    while bodies.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 2 dead letters reached {dlq}",
+            bodies.len()
+        );
+        let out = b
+            .sqs_client()
+            .receive_message()
+            .queue_url(&dlq_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive from the dead-letter queue");
+        bodies.extend(
+            out.messages()
+                .iter()
+                .map(|m| m.body().unwrap_or_default().to_owned()),
+        );
+    }
+    for body in &bodies {
+        // The SNS notification around the dead letter: its attributes carry why.
+        let note: Value = serde_json::from_str(body).expect("an SNS notification");
+        assert_eq!(
+            note["MessageAttributes"]["kumi-dead-letter-reason"]["Value"],
+            json!("always fails"),
+            "{body}"
+        );
+        assert_eq!(
+            note["MessageAttributes"]["kumi-original-topic"]["Value"],
+            json!(topic),
+            "{body}"
+        );
+    }
+    app.shutdown(Duration::from_secs(10))
+        .await
+        .expect("shutdown");
+}

@@ -12,10 +12,17 @@
 //! 3. sets the queue's `VisibilityTimeout` and a `Policy` allowing `sqs:SendMessage` from the
 //!    topic ARN only (`aws:SourceArn` condition);
 //! 4. subscribes the queue to the topic (`Protocol=sqs`) and sets `RawMessageDelivery` and the
-//!    `FilterPolicy` (and `FilterPolicyScope`) the route asks for.
+//!    `FilterPolicy` (and `FilterPolicyScope`) the route asks for;
+//! 5. keeps the route's dead letters: creates the SNS dead-letter topic (`dlq.<topic>`, or the
+//!    route's own dead-letter topic) and the SQS queue of the service's group on it
+//!    (`group_queue_name(service, dead-letter topic)`, 14 days retention), subscribed to it with
+//!    the same policy — the queue a kumi route on the dead-letter topic in the service's default
+//!    group reads, so a dead letter is kept whether or not such a route runs.
 //!
 //! In least-privilege mode ([`SqsRoute::least_privilege`] or `?least_privilege=true`) kumi creates
-//! and changes nothing: it looks up the queue URL (or takes the one given) and receives from it;
+//! and changes nothing: it looks up the queue URL (or takes the one given) and receives from it,
+//! and warns at startup when the dead-letter queue of step 5 does not exist (dead letters are then
+//! lost unless another subscriber keeps them);
 //! publishes go to the topic ARN built from `account_id` (or given). The IAM permissions needed are
 //! then `sqs:ReceiveMessage`, `sqs:DeleteMessage`, `sqs:ChangeMessageVisibility`,
 //! `sqs:GetQueueUrl` (unless the URL is given) and `sns:Publish`.
@@ -527,6 +534,18 @@ pub(crate) async fn provision(topology: &Topology, sub: &Subscription) -> Result
             .unwrap_or(&queue_url)
             .to_owned();
         let listens = format!("SQS queue {name} (existing, least-privilege)");
+        let dead_topic =
+            kumi_core::settlement::dead_letter_topic(sub.dead_letter_topic.as_deref(), &sub.topic);
+        let dlq_name =
+            naming::group_queue_name(&url.queue_prefix, &sub.service.name, &dead_topic, fifo);
+        if topology.get_queue_url(&dlq_name).await.is_err() {
+            tracing::warn!(
+                route = %sub.route,
+                dead_letter_topic = %dead_topic,
+                "sqs: least-privilege: no SQS queue {dlq_name} keeps this route's dead letters; unless another subscriber of the SNS topic {} does, they are lost (create the queue and subscribe it to the topic)",
+                naming::topic_name(&url.topic_prefix, &dead_topic, fifo)
+            );
+        }
         (
             Queue {
                 url: queue_url,
@@ -556,8 +575,9 @@ pub(crate) async fn provision(topology: &Topology, sub: &Subscription) -> Result
         if sub.sharing == Sharing::Broadcast {
             ephemeral = Some((sub_arn, queue.url.clone()));
         }
+        let dead_letters = keep_dead_letters(topology, sub, fifo, visibility).await?;
         let listens = format!(
-            "SQS queue {} subscribed to SNS topic {topic_name}{}",
+            "SQS queue {} subscribed to SNS topic {topic_name}{}; dead letters kept in SQS queue {dead_letters}",
             queue.name,
             if sub.sharing == Sharing::Broadcast {
                 " (this instance only)"
@@ -573,6 +593,40 @@ pub(crate) async fn provision(topology: &Topology, sub: &Subscription) -> Result
         visibility,
         ephemeral,
     })
+}
+
+/// Creates the SNS dead-letter topic of `sub` and the service's SQS queue subscribed to it (see the
+/// [module docs](self), step 5); returns the queue's name.
+async fn keep_dead_letters(
+    topology: &Topology,
+    sub: &Subscription,
+    fifo: bool,
+    visibility: Duration,
+) -> Result<String> {
+    let url = &topology.url;
+    let dead_topic =
+        kumi_core::settlement::dead_letter_topic(sub.dead_letter_topic.as_deref(), &sub.topic);
+    kumi_core::bus::validate_topic(&dead_topic)?;
+    let topic_name = naming::topic_name(&url.topic_prefix, &dead_topic, fifo);
+    let topic_arn = topology.topic_arn(&topic_name, false).await?;
+    let name = naming::group_queue_name(&url.queue_prefix, &sub.service.name, &dead_topic, fifo);
+    let queue = topology
+        .ensure_queue(&name, visibility, None, &topic_arn)
+        .await?;
+    topology
+        .set_queue_attributes(
+            &queue.url,
+            vec![(
+                QueueAttributeName::MessageRetentionPeriod,
+                "1209600".to_owned(),
+            )],
+        )
+        .await?;
+    let queue_arn = queue.arn.clone().unwrap_or_default();
+    topology
+        .subscribe(&topic_arn, &queue_arn, &SqsRoute::default())
+        .await?;
+    Ok(name)
 }
 
 /// The queue policy: `sqs:SendMessage` from the topic only.
