@@ -492,8 +492,9 @@ impl RunningApp {
     }
 
     /// Graceful stop: marks the process draining, runs `stopping` hooks, drains the transports
-    /// (HTTP, schedules...), then the bus routes, then closes the bus, all within `drain`, then
-    /// runs `stopped` hooks.
+    /// (HTTP, schedules...) within half of the budget left, then the bus routes, then closes the
+    /// bus, all within `drain`, then runs `stopped` hooks. What a bus route still held at the
+    /// deadline is counted in the report as abandoned.
     pub async fn shutdown(self, drain: Duration) -> Result<DrainReport> {
         let deadline = Instant::now() + drain;
         self.health.set_draining();
@@ -501,10 +502,16 @@ impl RunningApp {
             s.hooks.stopping().await;
         }
         // Transports first: their in-flight work (an HTTP request, a scheduled run) may still
-        // publish on the bus, which keeps accepting until it closes.
-        let transport_reports =
-            futures_util::future::join_all(self.transports.iter().map(|t| t.shutdown(deadline)))
-                .await;
+        // publish on the bus, which keeps accepting until it closes. They get half of what is
+        // left of the budget: one long request does not leave the bus routes no time to drain.
+        let now = Instant::now();
+        let transports_deadline = now + deadline.saturating_duration_since(now) / 2;
+        let transport_reports = futures_util::future::join_all(
+            self.transports
+                .iter()
+                .map(|t| t.shutdown(transports_deadline)),
+        )
+        .await;
         let mut report = self.runtime.drain(deadline).await;
         let bus_report = self.bus.shutdown(deadline).await;
         for s in &self.services {
