@@ -3,13 +3,15 @@
 //! (retries waiting in process aside, which the retry slots bound), and on drain the intake
 //! stops the bus's stream and handles what it had already received.
 
-use std::pin::{pin, Pin};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
+use futures_util::task::AtomicWaker;
 use tokio::sync::{mpsc, Notify};
 
 use super::settle::{handle, Job};
-use super::slot::Slot;
 use super::Route;
 use crate::delivery::{Deliveries, Delivery};
 
@@ -80,13 +82,25 @@ pub(super) async fn inline<S: Deliveries>(mut deliveries: S, route: Arc<Route>) 
     }
 }
 
-/// Concurrency above 1: the reader takes a delivery from the bus only when one of the route's
-/// `concurrency` message paths is free (a retry due meanwhile takes it first), and runs the
-/// delivery on that path in a task of its own, while the reader takes the next delivery. Never
-/// more than `concurrency` run at once. A retry waits in its own task and runs
-/// there once its backoff has passed and a message path is free.
+/// Concurrency above 1: as many workers as the route's concurrency, each a task of its own with a
+/// mailbox of one (so handlers of one route run on every worker thread, a handler busy computing
+/// included, and a message costs no task of its own). The reader takes a delivery from the bus
+/// only when a worker is idle, then hands it straight to an idle worker's mailbox. It waits for
+/// an idle worker without taking it: a retry whose backoff has passed meanwhile takes it first.
+/// A worker whose handler asks for a retry holds on to itself until a retry slot is free, so a
+/// storm of failures holds the route back instead of reading the bus unbounded.
 pub(super) async fn pool<S: Deliveries>(mut deliveries: S, route: Arc<Route>) {
-    let paths = Arc::new(Paths::new(&route));
+    let pool = Arc::new(Pool::new(route.concurrency));
+    for _ in 0..route.concurrency {
+        let mailbox = Arc::new(Mailbox::default());
+        pool.all
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::clone(&mailbox));
+        pool.idle(Arc::clone(&mailbox));
+        let worker = worker(Arc::clone(&pool), mailbox, Arc::clone(&route));
+        route.shared.tracker.spawn(worker);
+    }
     let mut stopped = false;
     let mut stop = pin!(route.shared.stop.clone().cancelled_owned());
     let mut abandon = pin!(route.shared.abandon.clone().cancelled_owned());
@@ -98,14 +112,14 @@ pub(super) async fn pool<S: Deliveries>(mut deliveries: S, route: Arc<Route>) {
             deliveries.stop().await;
             stopped = true;
         }
-        // A path is free (not taken yet: a retry waiting for one gets it first).
+        // A worker is idle (not taken yet: a retry due meanwhile gets it first).
         tokio::select! {
             biased;
-            () = paths.any_free() => {}
+            () = pool.any_idle() => {}
             () = &mut stop, if !stopped => continue,
             () = &mut abandon => break,
         }
-        let room = paths.free().max(1);
+        let room = pool.idle_count().max(1);
         let next = tokio::select! {
             biased;
             next = deliveries.next(room) => next,
@@ -114,109 +128,168 @@ pub(super) async fn pool<S: Deliveries>(mut deliveries: S, route: Arc<Route>) {
         };
         let Some(delivery) = next else { break };
         route.stats.received();
-        let path = tokio::select! {
+        let mailbox = tokio::select! {
             biased;
-            path = paths.take() => path,
+            mailbox = pool.idle_worker() => mailbox,
             () = &mut abandon => {
                 super::settle::give_back(&route, delivery).await;
                 break;
             }
         };
-        // A task per delivery: handlers of one route run in parallel on every worker thread,
-        // a handler busy computing included.
-        route.shared.tracker.spawn(run(
-            Arc::clone(&route),
-            Arc::clone(&paths),
-            path,
-            Job::first(delivery),
-        ));
+        mailbox.put(Job::first(delivery));
     }
+    // The workers finish what they hold and the retries still waiting, then stop.
+    pool.release();
 }
 
-/// The message paths of a pooled route: one per unit of concurrency, each free or in use.
-struct Paths {
-    free: Mutex<Vec<Pin<Box<dyn Slot>>>>,
-    /// Notified when a path is put back, for a reader or retry waiting for one.
-    put_back: Notify,
+/// What the reader, the workers and the waiting retries of a pooled route share.
+struct Pool<D> {
+    /// The workers with nothing to do.
+    idle: Mutex<Vec<Arc<Mailbox<D>>>>,
+    /// Notified when a worker becomes idle, for a reader or retry waiting for one.
+    became_idle: Notify,
+    /// Who may still hand out work: the reader and each retry waiting for its turn. The last to
+    /// go closes the mailboxes.
+    handing_out: AtomicUsize,
+    all: Mutex<Vec<Arc<Mailbox<D>>>>,
 }
 
-impl Paths {
-    fn new(route: &Route) -> Self {
+impl<D> Pool<D> {
+    fn new(concurrency: usize) -> Self {
         Self {
-            free: Mutex::new(
-                (0..route.concurrency)
-                    .map(|_| route.service.slot())
-                    .collect(),
-            ),
-            put_back: Notify::new(),
+            idle: Mutex::new(Vec::with_capacity(concurrency)),
+            became_idle: Notify::new(),
+            handing_out: AtomicUsize::new(1),
+            all: Mutex::new(Vec::with_capacity(concurrency)),
         }
     }
 
-    fn free(&self) -> usize {
-        self.free.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    fn put(&self, path: Pin<Box<dyn Slot>>) {
-        self.free
+    /// `mailbox`'s worker has nothing to do.
+    fn idle(&self, mailbox: Arc<Mailbox<D>>) {
+        self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(path);
-        self.put_back.notify_waiters();
+            .push(mailbox);
+        // Every waiter: the reader only looks, a retry takes.
+        self.became_idle.notify_waiters();
     }
 
-    /// Waits until a path is free, without taking it.
-    async fn any_free(&self) {
+    fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Waits until a worker is idle, without taking it.
+    async fn any_idle(&self) {
         loop {
-            let note = self.put_back.notified();
+            let note = self.became_idle.notified();
             let mut note = pin!(note);
             note.as_mut().enable();
-            if self.free() > 0 {
+            if self.idle_count() > 0 {
                 return;
             }
             note.await;
         }
     }
 
-    /// A free path, waiting for one if all are in use.
-    async fn take(&self) -> Pin<Box<dyn Slot>> {
+    /// An idle worker's mailbox, waiting for one if all are busy.
+    async fn idle_worker(&self) -> Arc<Mailbox<D>> {
         loop {
-            let note = self.put_back.notified();
+            let note = self.became_idle.notified();
             let mut note = pin!(note);
             note.as_mut().enable();
-            if let Some(path) = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-                return path;
+            if let Some(mailbox) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+                return mailbox;
             }
             note.await;
+        }
+    }
+
+    /// One who could hand out work is done; the last one closes the mailboxes.
+    fn release(&self) {
+        if self.handing_out.fetch_sub(1, Ordering::AcqRel) == 1 {
+            for mailbox in self.all.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                mailbox.close();
+            }
         }
     }
 }
 
-/// Handles one delivery on `path` and, if it is to be retried in process, its retries, each after
-/// its backoff and once a path is free again.
-async fn run<D: Delivery>(
-    route: Arc<Route>,
-    paths: Arc<Paths>,
-    mut path: Pin<Box<dyn Slot>>,
-    job: Job<D>,
-) {
-    let mut next = handle(&route, &mut path, job.delivery, job.retries).await;
-    while let Some(backoff) = next.take() {
-        // With every retry slot taken this waits for an earlier backoff to end, still holding
-        // its message path: the route takes no more from the bus while its retries are full.
-        let retry_slot = route.retry_slots.acquire().await;
-        paths.put(path);
-        let Some(job) = backoff.wait(retry_slot, &route).await else {
-            return;
-        };
-        let taken = tokio::select! {
-            path = paths.take() => path,
-            () = route.shared.abandon.cancelled() => {
-                super::settle::give_back(&route, job.delivery).await;
-                return;
-            }
-        };
-        path = taken;
-        next = handle(&route, &mut path, job.delivery, job.retries).await;
+/// A worker's mailbox: at most one job, and a waker.
+struct Mailbox<D> {
+    job: Mutex<Option<Job<D>>>,
+    closed: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl<D> Default for Mailbox<D> {
+    fn default() -> Self {
+        Self {
+            job: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        }
     }
-    paths.put(path);
+}
+
+impl<D> Mailbox<D> {
+    fn put(&self, job: Job<D>) {
+        *self.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
+        self.waker.wake();
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// The next job; `None` once closed and empty.
+    fn take(&self) -> impl std::future::Future<Output = Option<Job<D>>> + '_ {
+        std::future::poll_fn(move |cx| {
+            let take = || self.job.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(job) = take() {
+                return Poll::Ready(Some(job));
+            }
+            self.waker.register(cx.waker());
+            // Checked again once registered: a job put in between is not missed.
+            if let Some(job) = take() {
+                return Poll::Ready(Some(job));
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+    }
+}
+
+/// One handler of a pooled route.
+async fn worker<D: Delivery>(pool: Arc<Pool<D>>, mailbox: Arc<Mailbox<D>>, route: Arc<Route>) {
+    let mut slot = route.service.slot();
+    while let Some(job) = mailbox.take().await {
+        let next = handle(&route, &mut slot, job.delivery, job.retries).await;
+        let Some(backoff) = next else {
+            pool.idle(Arc::clone(&mailbox));
+            continue;
+        };
+        // The retry may still hand out work: counted before anything can close the mailboxes.
+        pool.handing_out.fetch_add(1, Ordering::AcqRel);
+        // With every retry slot taken this waits for an earlier backoff to end, the worker still
+        // busy: the route takes no more from the bus while its retries are full.
+        let retry_slot = route.retry_slots.acquire().await;
+        pool.idle(Arc::clone(&mailbox));
+        {
+            let (pool, route2) = (Arc::clone(&pool), Arc::clone(&route));
+            route.shared.tracker.spawn(async move {
+                if let Some(job) = backoff.wait(retry_slot, &route2).await {
+                    tokio::select! {
+                        mailbox = pool.idle_worker() => mailbox.put(job),
+                        () = route2.shared.abandon.cancelled() => {
+                            super::settle::give_back(&route2, job.delivery).await;
+                        }
+                    }
+                }
+                pool.release();
+            });
+        }
+    }
 }
