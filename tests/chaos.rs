@@ -8,7 +8,10 @@
 //! - cuts its broker connections through a TCP proxy the test owns (`cut`);
 //! - takes the broker away and brings it back (`restart`): a `nats-server` of the test's own is
 //!   restarted; RabbitMQ and the SNS+SQS emulator are shared, so the proxy refuses every
-//!   connection for three seconds instead.
+//!   connection for three seconds instead;
+//! - on a three-node NATS cluster (a stream of three replicas), kills the server leading the
+//!   stream, and starts it again three seconds later (`leader`): the consumer goes on through the
+//!   other servers of its multi-host URL.
 //!
 //! Then every message must have been handled (the handler appends its id to a log file before it
 //! returns, so before it is acknowledged) or be in the bus's durable dead-letter store with its
@@ -125,7 +128,7 @@ async fn chaos_consumer_process() {
         .bus(bus)
         .service(Worker {
             topic,
-            jetstream: kind == "jetstream",
+            jetstream: kind == "jetstream" || kind == "nats-3",
             log: Mutex::new(file),
         })
         .start()
@@ -226,6 +229,7 @@ enum Fault {
     Term,
     Cut,
     Restart,
+    Leader,
 }
 
 impl Fault {
@@ -235,6 +239,7 @@ impl Fault {
             Fault::Term => "term",
             Fault::Cut => "cut",
             Fault::Restart => "restart",
+            Fault::Leader => "leader",
         }
     }
 }
@@ -270,8 +275,8 @@ fn id_of_body(body: &[u8]) -> Option<u64> {
 /// and where its dead letters are kept.
 trait Target {
     fn kind(&self) -> &'static str;
-    /// The proxy between the consumer and the broker.
-    fn proxy(&self) -> &proxy::Proxy;
+    /// Cuts the consumer's broker connections (through the proxy between them).
+    fn cut(&self);
     /// The URL the consumer uses (through the proxy).
     fn consumer_url(&self) -> String;
     /// Publishes the messages (directly, not through the proxy).
@@ -324,11 +329,11 @@ async fn run(mut target: impl Target, fault: Fault, n: u64, topic: &str) {
         }
         Fault::Cut => {
             // Twice, a moment apart: also while the consumer is resuming.
-            target.proxy().cut_all();
+            target.cut();
             tokio::time::sleep(Duration::from_millis(300)).await;
-            target.proxy().cut_all();
+            target.cut();
         }
-        Fault::Restart => target.restart().await,
+        Fault::Restart | Fault::Leader => target.restart().await,
     }
     let poison = poison(n);
     let healthy: BTreeSet<u64> = (0..n).filter(|id| !poison.contains(id)).collect();
@@ -395,20 +400,36 @@ struct JetStreamTarget {
     publisher: kumi::Client,
 }
 
+/// Creates the stream `CHAOS` on `topic` with `replicas`, waiting for a cluster to be ready.
+async fn chaos_stream(url: &str, topic: &str, replicas: usize) {
+    let client = async_nats::connect(url).await.expect("raw client");
+    let js = async_nats::jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let created = js
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: "CHAOS".to_owned(),
+                subjects: vec![topic.to_owned()],
+                num_replicas: replicas,
+                ..Default::default()
+            })
+            .await;
+        match created {
+            Ok(_) => return,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "cannot create the stream: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
 impl JetStreamTarget {
     async fn new(topic: &str) -> Self {
         let server = nats_server::NatsServer::start();
         let direct = server.url();
         let proxy = proxy::Proxy::start(direct.trim_start_matches("nats://").to_owned()).await;
-        let client = async_nats::connect(&direct).await.expect("raw client");
-        async_nats::jetstream::new(client)
-            .create_stream(async_nats::jetstream::stream::Config {
-                name: "CHAOS".to_owned(),
-                subjects: vec![topic.to_owned()],
-                ..Default::default()
-            })
-            .await
-            .expect("the stream");
+        chaos_stream(&direct, topic, 1).await;
         let publisher = kumi::Client::new(
             kumi::nats::connect(&format!("{direct}?jetstream=true"))
                 .await
@@ -427,8 +448,8 @@ impl Target for JetStreamTarget {
         "jetstream"
     }
 
-    fn proxy(&self) -> &proxy::Proxy {
-        &self.proxy
+    fn cut(&self) {
+        self.proxy.cut_all();
     }
 
     fn consumer_url(&self) -> String {
@@ -444,11 +465,16 @@ impl Target for JetStreamTarget {
     }
 
     async fn dead_letters(&self, topic: &str, expected: usize) -> BTreeSet<u64> {
+        nats_dead_letters(&self.server.url(), topic, expected).await
+    }
+}
+
+/// The ids in the `KUMI_DEAD_LETTERS` stream for `topic`, with a reason.
+async fn nats_dead_letters(url: &str, topic: &str, expected: usize) -> BTreeSet<u64> {
+    {
         use async_nats::jetstream::consumer::pull;
         use futures_util::StreamExt;
-        let client = async_nats::connect(self.server.url())
-            .await
-            .expect("raw client");
+        let client = async_nats::connect(url).await.expect("raw client");
         let consumer = async_nats::jetstream::new(client)
             .get_stream(kumi::nats::topology::DEAD_LETTER_STREAM)
             .await
@@ -478,6 +504,70 @@ impl Target for JetStreamTarget {
             let _ = msg.ack().await;
         }
         ids
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A three-node NATS cluster: a stream of three replicas, its leader killed
+
+struct ClusterTarget {
+    cluster: nats_server::NatsCluster,
+    publisher: kumi::Client,
+}
+
+impl ClusterTarget {
+    async fn new(topic: &str) -> Self {
+        let cluster = nats_server::NatsCluster::start(3);
+        chaos_stream(&cluster.servers[0].url(), topic, 3).await;
+        let publisher = kumi::Client::new(
+            kumi::nats::connect(&format!("{}?jetstream=true", cluster.url()))
+                .await
+                .expect("publisher"),
+        );
+        Self { cluster, publisher }
+    }
+}
+
+impl Target for ClusterTarget {
+    fn kind(&self) -> &'static str {
+        "nats-3"
+    }
+
+    fn cut(&self) {}
+
+    fn consumer_url(&self) -> String {
+        self.cluster.url()
+    }
+
+    async fn publish(&self, topic: &str, n: u64) {
+        publish_all(&self.publisher, topic, n).await;
+    }
+
+    /// Kills the server leading the stream; starts it again three seconds later.
+    async fn restart(&mut self) {
+        let client = async_nats::connect(self.cluster.servers[0].url())
+            .await
+            .expect("raw client");
+        let info = async_nats::jetstream::new(client)
+            .get_stream("CHAOS")
+            .await
+            .expect("the stream")
+            .info()
+            .await
+            .expect("stream info")
+            .clone();
+        let leader = info
+            .cluster
+            .and_then(|c| c.leader)
+            .expect("the stream has a leader");
+        let server = self.cluster.by_name(&leader);
+        server.stop();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        self.cluster.by_name(&leader).restart();
+    }
+
+    async fn dead_letters(&self, topic: &str, expected: usize) -> BTreeSet<u64> {
+        nats_dead_letters(&self.cluster.servers[0].url(), topic, expected).await
     }
 }
 
@@ -518,8 +608,8 @@ impl Target for AmqpTarget {
         "amqp"
     }
 
-    fn proxy(&self) -> &proxy::Proxy {
-        &self.proxy
+    fn cut(&self) {
+        self.proxy.cut_all();
     }
 
     fn consumer_url(&self) -> String {
@@ -624,8 +714,8 @@ impl Target for SqsTarget {
         "sns-sqs"
     }
 
-    fn proxy(&self) -> &proxy::Proxy {
-        &self.proxy
+    fn cut(&self) {
+        self.proxy.cut_all();
     }
 
     fn consumer_url(&self) -> String {
@@ -701,6 +791,18 @@ async fn jetstream(fault: Fault) {
     run(
         JetStreamTarget::new(&topic).await,
         fault,
+        JETSTREAM_MESSAGES,
+        &topic,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_cluster_stream_leader_killed() {
+    let topic = unique("cluster").replace('-', ".");
+    run(
+        ClusterTarget::new(&topic).await,
+        Fault::Leader,
         JETSTREAM_MESSAGES,
         &topic,
     )

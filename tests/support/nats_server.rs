@@ -142,3 +142,58 @@ impl Drop for NatsServer {
         let _ = std::fs::remove_dir_all(&self.store);
     }
 }
+
+/// A cluster of `nats-server`s on loopback (routes between all, JetStream on each, server names
+/// `kumi-0`, `kumi-1`, ...), owned by a test.
+pub struct NatsCluster {
+    /// The servers, by index (server `kumi-<i>` is `servers[i]`).
+    pub servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `n` servers routed to each other.
+    pub fn start(n: usize) -> Self {
+        let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let routes = cluster_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let servers = cluster_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                NatsServer::start_with(&[
+                    "--cluster_name",
+                    "kumi-test",
+                    "-n",
+                    &format!("kumi-{i}"),
+                    "--cluster",
+                    &format!("nats://127.0.0.1:{port}"),
+                    "--routes",
+                    &routes,
+                ])
+            })
+            .collect();
+        Self { servers }
+    }
+
+    /// A multi-host URL naming every server.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        format!("nats://{}", hosts.join(","))
+    }
+
+    /// The server named `name` (`kumi-<i>`).
+    pub fn by_name(&mut self, name: &str) -> &mut NatsServer {
+        let i: usize = name
+            .strip_prefix("kumi-")
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_else(|| panic!("no server named {name}"));
+        &mut self.servers[i]
+    }
+}

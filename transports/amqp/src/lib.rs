@@ -33,6 +33,7 @@ use futures_util::future::BoxFuture;
 use kumi_core::bus::{BusConnector, ConnectOptions, SharedBus};
 /// The lapin crate kumi-amqp is built on, for AMQP features kumi does not wrap.
 pub use lapin;
+pub use url::QueueType;
 
 /// Connects to RabbitMQ; the bus handle the runner and tests use.
 pub async fn connect(url: &str) -> kumi_core::Result<SharedBus> {

@@ -28,6 +28,9 @@
 //!   bound to the route's dead-letter topic (`dlq.<topic>` unless the route names one), so a dead
 //!   letter is kept even when nothing else subscribes to that topic (RabbitMQ drops messages no
 //!   queue is bound for). Read it with any AMQP client, or subscribe a kumi route to the topic.
+//! - **Quorum queues** (`queue_type=quorum` in the URL, or the [`QueueType`] option on a route or
+//!   service): a shared event queue and its retry and dead-letter queues are declared with
+//!   `x-queue-type: quorum`; broadcast and request queues stay classic.
 //! - **Request routes** consume `queue_prefix + "rpc." + [group + "."] + routing key`: non-durable and
 //!   auto-delete, so that once no instance serves it, a request is unroutable and fails fast with
 //!   "no responders".
@@ -42,7 +45,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 use sha2::{Digest, Sha256};
 
-use crate::url::{AmqpUrl, QueueNames};
+use crate::url::{AmqpUrl, QueueNames, QueueType};
 
 /// `sha256_hex(text)`, lowercase.
 pub fn sha256_hex(text: &str) -> String {
@@ -96,6 +99,8 @@ pub struct QueuePlan {
     /// `<name>.dlq`, bound to the route's dead-letter topic, keeps dead letters even when nothing
     /// else subscribes to that topic (shared event queues).
     pub dead_letter_queue: Option<(String, String)>,
+    /// Quorum queues (shared event queues only: the queue, its retry and dead-letter queues).
+    pub quorum: bool,
 }
 
 /// Plans the queue of `sub`.
@@ -116,6 +121,7 @@ pub fn plan(url: &AmqpUrl, sub: &Subscription) -> Result<QueuePlan> {
             durable: false,
             retry_queue: None,
             dead_letter_queue: None,
+            quorum: false,
         },
         (RouteKind::Event, Sharing::Group(g)) => QueuePlan {
             name: match (sub.explicit_sharing, url.queue_names) {
@@ -129,6 +135,7 @@ pub fn plan(url: &AmqpUrl, sub: &Subscription) -> Result<QueuePlan> {
             durable: true,
             retry_queue: None,
             dead_letter_queue: None,
+            quorum: false,
         },
         (_, Sharing::Broadcast) => QueuePlan {
             name: format!(
@@ -143,8 +150,12 @@ pub fn plan(url: &AmqpUrl, sub: &Subscription) -> Result<QueuePlan> {
             durable: false,
             retry_queue: None,
             dead_letter_queue: None,
+            quorum: false,
         },
     };
+    plan.quorum = plan.durable
+        && !plan.exclusive
+        && sub.option::<QueueType>().copied().unwrap_or(url.queue_type) == QueueType::Quorum;
     if sub.kind == RouteKind::Event {
         plan.retry_queue = Some(format!("{}.retry", plan.name));
         if !plan.exclusive {
@@ -166,6 +177,16 @@ pub fn plan(url: &AmqpUrl, sub: &Subscription) -> Result<QueuePlan> {
         )));
     }
     Ok(plan)
+}
+
+/// `x-queue-type: quorum` for a quorum plan.
+fn quorum_arg(args: &mut FieldTable, plan: &QueuePlan) {
+    if plan.quorum {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
 }
 
 fn expires_arg(expires: Duration) -> AMQPValue {
@@ -206,6 +227,7 @@ pub(crate) async fn declare(
     if plan.durable && !plan.exclusive {
         args.insert("x-expires".into(), expires_arg(url.queue_expires));
     }
+    quorum_arg(&mut args, plan);
     channel
         .queue_declare(
             plan.name.as_str().into(),
@@ -241,6 +263,7 @@ pub(crate) async fn declare_companions(
     if let Some((dlq, dead_key)) = &plan.dead_letter_queue {
         let mut args = FieldTable::default();
         args.insert("x-expires".into(), expires_arg(url.queue_expires));
+        quorum_arg(&mut args, plan);
         channel
             .queue_declare(
                 dlq.as_str().into(),
@@ -274,6 +297,7 @@ pub(crate) async fn declare_companions(
             "x-dead-letter-routing-key".into(),
             AMQPValue::LongString(plan.name.as_str().into()),
         );
+        quorum_arg(&mut args, plan);
         channel
             .queue_declare(
                 retry.as_str().into(),

@@ -26,6 +26,9 @@
 //!   default group is named (see [`crate::topology`]);
 //! - `queue_expires`: the `x-expires` of the shared queues kumi declares (default `1d`; e.g. `10m`,
 //!   `30s`);
+//! - `queue_type`: `classic` (default) or `quorum` — the type of the shared event queues and their
+//!   retry and dead-letter queues (a route or service can choose with the [`QueueType`] option;
+//!   broadcast and request queues are exclusive or auto-delete, so always classic);
 //! - `reconnect`: `true` (default) or `false`;
 //! - `tls_ca`, `tls_cert`, `tls_key`: see above (`amqps://` only).
 
@@ -47,6 +50,20 @@ pub enum QueueNames {
     /// queue, so a kumi service can take over a tomodachi service's queue. Every service on the
     /// same prefix then competes for the topic's messages, as in tomodachi.
     Tomodachi,
+}
+
+/// The type of a shared event queue and its retry and dead-letter queues (`x-queue-type`): URL
+/// option `queue_type=`, or per route (or service) as an option,
+/// `.option(QueueType::Quorum)`. Quorum queues are replicated over a RabbitMQ cluster's nodes
+/// and survive the loss of a minority of them. Declaring an existing queue with another type is a
+/// startup error naming the queue (RabbitMQ cannot change a queue's type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    /// RabbitMQ's classic queues.
+    #[default]
+    Classic,
+    /// Replicated quorum queues.
+    Quorum,
 }
 
 /// A parsed `amqp://` URL.
@@ -72,6 +89,8 @@ pub struct AmqpUrl {
     pub queue_names: QueueNames,
     /// `x-expires` of shared queues.
     pub queue_expires: Duration,
+    /// Type of shared event queues, unless a route says otherwise.
+    pub queue_type: QueueType,
     /// Reconnect after losing the connection.
     pub reconnect: bool,
     /// The URL with secrets removed.
@@ -135,6 +154,7 @@ impl AmqpUrl {
             queue_prefix: String::new(),
             queue_names: QueueNames::default(),
             queue_expires: Duration::from_secs(86_400),
+            queue_type: QueueType::Classic,
             reconnect: true,
             redacted: shown.clone(),
         };
@@ -173,6 +193,17 @@ impl AmqpUrl {
                 }
                 "routing_key_prefix" => parsed.routing_key_prefix = v,
                 "queue_prefix" => parsed.queue_prefix = v,
+                "queue_type" => {
+                    parsed.queue_type = match v.as_str() {
+                        "classic" => QueueType::Classic,
+                        "quorum" => QueueType::Quorum,
+                        _ => {
+                            return Err(Error::config(format!(
+                                "bus URL '{shown}': queue_type must be 'classic' or 'quorum', got '{v}'"
+                            )))
+                        }
+                    }
+                }
                 "queue_names" => {
                     parsed.queue_names = match v.as_str() {
                         "kumi" => QueueNames::Kumi,
@@ -199,7 +230,7 @@ impl AmqpUrl {
                 "tls_key" => key = Some(PathBuf::from(v)),
                 other => {
                     return Err(Error::config(format!(
-                        "bus URL '{shown}': unknown option '{other}' (known: name, exchange, routing_key_prefix, queue_prefix, queue_names, queue_expires, reconnect, tls_ca, tls_cert, tls_key, heartbeat, connection_timeout, frame_max, channel_max, auth_mechanism)"
+                        "bus URL '{shown}': unknown option '{other}' (known: name, exchange, routing_key_prefix, queue_prefix, queue_names, queue_expires, queue_type, reconnect, tls_ca, tls_cert, tls_key, heartbeat, connection_timeout, frame_max, channel_max, auth_mechanism)"
                     )))
                 }
             }
