@@ -492,9 +492,9 @@ impl RunningApp {
     }
 
     /// Graceful stop: marks the process draining, runs `stopping` hooks, drains the transports
-    /// (HTTP, schedules...) within half of the budget left, then the bus routes, then closes the
-    /// bus, all within `drain`, then runs `stopped` hooks. What a bus route still held at the
-    /// deadline is counted in the report as abandoned.
+    /// (HTTP, schedules...) within half of the budget left (all of it without bus routes), then the
+    /// bus routes, then closes the bus, all within `drain`, then runs `stopped` hooks. What a bus
+    /// route still held at the deadline is counted in the report as abandoned.
     pub async fn shutdown(self, drain: Duration) -> Result<DrainReport> {
         let deadline = Instant::now() + drain;
         self.health.set_draining();
@@ -504,8 +504,13 @@ impl RunningApp {
         // Transports first: their in-flight work (an HTTP request, a scheduled run) may still
         // publish on the bus, which keeps accepting until it closes. They get half of what is
         // left of the budget: one long request does not leave the bus routes no time to drain.
+        // (All of it when no bus route runs.)
         let now = Instant::now();
-        let transports_deadline = now + deadline.saturating_duration_since(now) / 2;
+        let transports_deadline = if self.runtime.has_routes() {
+            now + deadline.saturating_duration_since(now) / 2
+        } else {
+            deadline
+        };
         let transport_reports = futures_util::future::join_all(
             self.transports
                 .iter()

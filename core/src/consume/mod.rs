@@ -215,6 +215,16 @@ impl Runtime {
         Ok(())
     }
 
+    /// Whether any route runs (an app with no bus routes gives its transports the whole drain).
+    pub fn has_routes(&self) -> bool {
+        !self
+            .shared
+            .routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// Messages received by every route and not settled yet.
     pub fn in_flight(&self) -> u64 {
         self.routes().iter().map(|s| s.in_flight()).sum()
