@@ -47,8 +47,9 @@ async fn a_handler_still_running_at_the_deadline_is_abandoned() {
         ws.close_info().and_then(|c| c.code),
         Some(close_code::GOING_AWAY)
     );
-    // ...but the handler ignores it, and is given up at the deadline.
+    // ...but the handler ignores it, and is given up at the transports' deadline: half of the
+    // budget, since this service has bus routes too (they drain in the other half).
     let report = within("shutdown", shutdown).await.unwrap().unwrap();
     assert_eq!(report.abandoned, 1, "{report:?}");
-    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(started.elapsed() >= Duration::from_millis(120));
 }
