@@ -41,8 +41,12 @@ use kumi::settlement::DEAD_LETTER_REASON;
 use kumi::App;
 use serde_json::{json, Value};
 
-/// Where the runs report, for `scripts/test` to print.
-const REPORT: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/chaos-report.txt");
+/// Where the runs report, for `scripts/test` to print: `KUMI_CHAOS_REPORT` (set by
+/// `scripts/test`), else `chaos-report.txt` in the target's temporary directory.
+fn report_path() -> String {
+    std::env::var("KUMI_CHAOS_REPORT")
+        .unwrap_or_else(|_| concat!(env!("CARGO_TARGET_TMPDIR"), "/chaos-report.txt").to_owned())
+}
 /// How long a run may take to account for every message once the fault is over.
 const SETTLE: Duration = Duration::from_secs(120);
 
@@ -370,7 +374,7 @@ async fn run(mut target: impl Target, fault: Fault, n: u64, topic: &str) {
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(REPORT)
+        .open(report_path())
     {
         let _ = writeln!(f, "{line}");
     }
