@@ -57,7 +57,9 @@ impl NatsBus {
     pub async fn connect_with(options: kumi_core::bus::ConnectOptions) -> Result<Self> {
         let url = NatsUrl::parse(&options.url)?;
         let conn = Connection::open(url, options.name_or_default()).await?;
-        crate::topology::provision_dead_letters(&conn.client, &conn.url).await?;
+        let kept = crate::topology::provision_dead_letters(&conn.client, &conn.url).await?;
+        conn.keeps_dead_letters
+            .store(kept, std::sync::atomic::Ordering::Release);
         Ok(Self {
             registry: Arc::new(Registry::new(conn.client.clone())),
             conn: Arc::new(conn),

@@ -22,6 +22,9 @@ pub(crate) struct Connection {
     /// Subjects' streams, for confirmed publishes in JetStream mode and JetStream dead letters.
     pub(crate) streams: StreamLookups,
     closed: AtomicBool,
+    /// A stream keeps dead letters (provisioned or found at connect): a dead letter published on
+    /// core NATS instead (the stream unreachable for a moment) is refused, not lost.
+    pub(crate) keeps_dead_letters: AtomicBool,
     /// The process health, once an app attached it (read by the connection event callback).
     pub(crate) health: Arc<OnceLock<Health>>,
 }
@@ -128,6 +131,7 @@ impl Connection {
             url,
             streams: StreamLookups::default(),
             closed: AtomicBool::new(false),
+            keeps_dead_letters: AtomicBool::new(false),
             health,
         })
     }

@@ -189,6 +189,21 @@ async fn store_dead_letter(conn: &Connection, letter: &Outgoing) -> Result<(), E
             }
             Ok(())
         }
+        Stored::CoreOnly
+            if conn
+                .keeps_dead_letters
+                .load(std::sync::atomic::Ordering::Acquire) =>
+        {
+            // The stream that keeps dead letters is unreachable for now (a server of the cluster
+            // restarting): refused, so the runtime keeps the message and tries again.
+            Err(Error::new(
+                ErrorKind::Publish,
+                format!(
+                    "the stream keeping dead letters did not take the dead letter on '{}' (published on core NATS only); trying again",
+                    letter.topic
+                ),
+            ))
+        }
         Stored::CoreOnly => {
             tracing::warn!(
                 dead_letter_topic = %letter.topic,

@@ -453,14 +453,14 @@ pub const DEAD_LETTER_STREAM: &str = "KUMI_DEAD_LETTERS";
 
 /// Makes sure dead letters (`dlq.>`) are stored: provisions [`DEAD_LETTER_STREAM`] unless another
 /// stream already captures them. Without JetStream this warns, naming the risk and the option,
-/// or with `dead_letters=required` fails.
+/// or with `dead_letters=required` fails. `Ok(true)` when a stream keeps dead letters.
 pub(crate) async fn provision_dead_letters(
     client: &async_nats::Client,
     url: &crate::url::NatsUrl,
-) -> Result<()> {
+) -> Result<bool> {
     use crate::url::DeadLetters;
     if url.dead_letters == DeadLetters::Off {
-        return Ok(());
+        return Ok(false);
     }
     let js = jetstream::new(client.clone());
     let config = jetstream::stream::Config {
@@ -477,18 +477,18 @@ pub(crate) async fn provision_dead_letters(
         .map_err(|_| "JetStream did not answer within 10 s".to_owned())
         .and_then(|r| r.map(drop).map_err(|e| e.to_string()));
     let Err(cause) = created else {
-        return Ok(());
+        return Ok(true);
     };
     // Other streams may capture dead-letter subjects already (one on `>`, or on `dlq.orders.>`).
     if cause.contains("overlap") {
         tracing::info!(bus = %url.redacted, "nats: existing streams capture dead-letter subjects, so {DEAD_LETTER_STREAM} is not provisioned; dead letters go to the stream capturing their subject, or on core NATS (where they are lost unless a route subscribes) when none does");
-        return Ok(());
+        return Ok(false);
     }
     if let Ok(Ok(name)) =
         tokio::time::timeout(Duration::from_secs(5), js.stream_by_subject("dlq.kumi")).await
     {
         tracing::info!(bus = %url.redacted, stream = %name, "nats: dead letters are kept in stream {name}");
-        return Ok(());
+        return Ok(true);
     }
     if url.dead_letters == DeadLetters::Required {
         return Err(Error::config(format!(
@@ -500,7 +500,7 @@ pub(crate) async fn provision_dead_letters(
         bus = %url.redacted,
         "nats: dead letters are not stored ({DEAD_LETTER_STREAM} cannot be provisioned: {cause}): a dead letter nobody subscribes to is lost; enable JetStream on the server, or set dead_letters=required in the bus URL to refuse to start without it (dead_letters=off silences this)"
     );
-    Ok(())
+    Ok(false)
 }
 
 #[cfg(test)]
