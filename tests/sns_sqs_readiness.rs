@@ -4,63 +4,19 @@
 
 #![cfg(feature = "sns-sqs")]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+#[path = "support/proxy.rs"]
+mod proxy;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use kumi::prelude::*;
 use kumi::App;
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 fn endpoint() -> String {
     std::env::var("KUMI_TEST_SNS_SQS_ENDPOINT")
         .unwrap_or_else(|_| "http://127.0.0.1:5000".to_owned())
-}
-
-/// A TCP proxy to `upstream` that can drop its connections and refuse new ones.
-struct Proxy {
-    port: u16,
-    cut: watch::Sender<u64>,
-    down: Arc<AtomicBool>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let port = listener.local_addr().expect("addr").port();
-        let (cut, _) = watch::channel(0u64);
-        let cuts = cut.clone();
-        let down = Arc::new(AtomicBool::new(false));
-        let is_down = Arc::clone(&down);
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if is_down.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let upstream = upstream.clone();
-                let mut killed = cuts.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(&upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = killed.changed() => {}
-                    }
-                });
-            }
-        });
-        Self { port, cut, down }
-    }
-
-    fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-        if down {
-            self.cut.send_modify(|n| *n += 1);
-        }
-    }
 }
 
 struct Idle {
@@ -107,10 +63,10 @@ async fn readiness_follows_the_receives() {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
-    let proxy = Proxy::start(upstream).await;
+    let proxy = proxy::Proxy::start(upstream).await;
     let url = format!(
-        "sns+sqs://?region=us-east-1&endpoint=http://127.0.0.1:{}&access_key_id=testing&secret_access_key=s3cr3t-key&wait_time=1",
-        proxy.port
+        "sns+sqs://?region=us-east-1&endpoint=http://{}&access_key_id=testing&secret_access_key=s3cr3t-key&wait_time=1",
+        proxy.addr
     );
     let r = uuid::Uuid::new_v4().simple().to_string();
     let topic = format!("t-ready-{}", &r[..12]);
