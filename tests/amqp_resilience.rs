@@ -7,81 +7,25 @@
 
 #[path = "support/amqp.rs"]
 mod amqp_broker;
+#[path = "support/proxy.rs"]
+mod proxy;
 
 use amqp_broker::{base_url, broker_addr};
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kumi::prelude::*;
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// The URL with its host:port replaced by the proxy's.
 fn via(url: &str, proxy: &str) -> String {
     url.replacen(&broker_addr(url), proxy, 1)
 }
 
-/// A TCP proxy that can drop all its connections.
-struct Proxy {
-    addr: String,
-    cut: watch::Sender<u64>,
-    accepted: Arc<AtomicUsize>,
-    /// While true, connections are closed as soon as they are accepted (the broker looks down).
-    down: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let addr = listener.local_addr().expect("addr").to_string();
-        let (cut, _) = watch::channel(0u64);
-        let cuts = cut.clone();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&accepted);
-        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let is_down = Arc::clone(&down);
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if is_down.load(Ordering::SeqCst) {
-                    continue;
-                }
-                count.fetch_add(1, Ordering::SeqCst);
-                let upstream = upstream.clone();
-                let mut killed = cuts.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(&upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = killed.changed() => {}
-                    }
-                });
-            }
-        });
-        Self {
-            addr,
-            cut,
-            accepted,
-            down,
-        }
-    }
-
-    fn cut_all(&self) {
-        self.cut.send_modify(|n| *n += 1);
-    }
-
-    /// Cuts every connection and refuses new ones (`true`) until called with `false`.
-    fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-        if down {
-            self.cut_all();
-        }
-    }
-}
+use proxy::Proxy;
 
 struct Sink {
     topic: String,
